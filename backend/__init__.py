@@ -1,0 +1,1 @@
+"""Label Studio ML backend: HTTP app, Label Studio client and background jobs."""

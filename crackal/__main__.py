@@ -1,0 +1,3 @@
+from crackal.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""The `crackal` command: one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from crackal import __version__, score
+from selection.images import DatasetError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crackal", description="Active-learning labelling assistant for crack segmentation."
+    )
+    parser.add_argument("--version", action="version", version=f"crackal {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    score.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (DatasetError, ValueError) as exc:
+        print(f"crackal {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"crackal {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,72 @@
+"""The ImageNet extractor on real images: shapes, pooling grid, determinism, batching."""
+
+import numpy as np
+import pytest
+
+from selection.embed import embed_paths
+from selection.extractors import FeatureExtractor, imagenet_extractor
+from selection.images import read_rgb
+
+LITE0_CHANNELS = 16 + 24 + 40 + 112 + 320
+
+
+@pytest.fixture(scope="module")
+def images(crack_data):
+    cfd = sorted((crack_data / "cfd" / "images").iterdir())[:3]
+    deep = sorted((crack_data / "deepcrack" / "train" / "images").iterdir())[:2]
+    return [read_rgb(p) for p in cfd + deep]  # two different sizes
+
+
+def test_rows_per_image_and_dimension(extractor, images):
+    assert isinstance(extractor, FeatureExtractor)
+    feats = extractor(images)
+    assert feats.shape == (5, LITE0_CHANNELS) and feats.dtype == np.float32
+    assert np.isfinite(feats).all()
+    # Average-pooled post-activation maps: no two real photos give the same row.
+    assert len({tuple(np.round(r, 4)) for r in feats}) == 5
+
+
+def test_batching_does_not_change_features(extractor, images):
+    together = extractor(images)
+    alone = np.vstack([extractor([im]) for im in images])
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_grid_pooling_multiplies_the_dimension(images):
+    grid = imagenet_extractor(size=256, grid=2)
+    feats = grid(images[:2])
+    assert feats.shape == (2, 4 * LITE0_CHANNELS)
+    # The mean over a 2x2 grid's cells is the global average (maps divide evenly at 256).
+    glob = imagenet_extractor(size=256)(images[:2])
+    cells = feats.reshape(2, -1)
+    start, means = 0, []
+    for c in (16, 24, 40, 112, 320):
+        block = cells[:, start : start + 4 * c].reshape(2, c, 4)
+        means.append(block.mean(axis=2))
+        start += 4 * c
+    np.testing.assert_allclose(np.hstack(means), glob, rtol=1e-4, atol=1e-5)
+
+
+def test_version_names_every_setting():
+    a, b = imagenet_extractor(size=224), imagenet_extractor(size=448, grid=2)
+    assert a.version != b.version
+    assert "size=448" in b.version and "grid=2" in b.version and "efficientnet-lite0" in b.version
+
+
+def test_bad_settings_and_inputs(extractor):
+    with pytest.raises(ValueError, match="grid"):
+        imagenet_extractor(grid=0)
+    with pytest.raises(ValueError, match="uint8"):
+        extractor([np.zeros((10, 10), dtype=np.uint8)])
+    with pytest.raises(ValueError, match="no images"):
+        extractor([])
+
+
+def test_unreadable_files_are_skipped_and_reported(crack_data, extractor, tmp_path):
+    good = sorted((crack_data / "cfd" / "images").iterdir())[:2]
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really")
+    result = embed_paths([good[0], bad, good[1]], extractor)
+    assert [p.name for p in result.paths] == [good[0].name, good[1].name]
+    assert [e.path for e in result.skipped] == [str(bad)]
+    assert result.features.shape == (2, LITE0_CHANNELS)

@@ -1,0 +1,1 @@
+"""Crack segmentation model: training, evaluation and the model registry."""
