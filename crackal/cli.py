@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from crackal import __version__, score
+from crackal import __version__, adapt, evaluate, models, score, train
 from selection.images import DatasetError
+from training.registry import RegistryError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"crackal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     score.add_parser(sub)
+    train.add_parser(sub)
+    evaluate.add_parser(sub)
+    adapt.add_parser(sub)
+    models.add_parser(sub)
     return parser
 
 
@@ -25,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (DatasetError, ValueError) as exc:
+    except (DatasetError, RegistryError, ValueError) as exc:
         print(f"crackal {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

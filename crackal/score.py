@@ -41,7 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="an unlabeled set S (repeatable); NAME defaults to the folder name",
     )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="report folder")
-    p.add_argument("--extractor", default="imagenet", help="feature extractor (default: imagenet)")
+    p.add_argument(
+        "--extractor",
+        default="imagenet",
+        help="imagenet (default) or model:<version|current> (needs --registry)",
+    )
+    p.add_argument("--registry", type=Path, metavar="DIR", help="model registry, for model:")
     p.add_argument(
         "--components",
         type=int,
@@ -101,11 +106,20 @@ def parse_pools(specs: list[str]) -> dict[str, Path]:
     return pools
 
 
-def make_extractor(spec: str, size: int, grid: int) -> FeatureExtractor:
-    """The extractor a user named on the command line."""
+def make_extractor(
+    spec: str, size: int, grid: int, registry: Path | None = None
+) -> FeatureExtractor:
+    """The extractor a user named: `imagenet`, or `model:<version|current>` with a registry."""
     if spec == "imagenet":
         return imagenet_extractor(size=size, grid=grid)
-    raise DatasetError(f"unknown extractor {spec!r} (available: imagenet)")
+    if spec.startswith("model:"):
+        if registry is None:
+            raise DatasetError(f"--extractor {spec} needs --registry DIR")
+        from training.model_features import model_extractor
+        from training.registry import Registry
+
+        return model_extractor(Registry(registry), spec.split(":", 1)[1] or "current", size, grid)
+    raise DatasetError(f"unknown extractor {spec!r} (available: imagenet, model:<version>)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     train_paths = list_images(args.train)
     pool_paths = {name: list_images(folder) for name, folder in pool_dirs.items()}
 
-    extractor = make_extractor(args.extractor, args.size, args.grid)
+    extractor = make_extractor(args.extractor, args.size, args.grid, args.registry)
     cache = (
         None
         if args.no_cache

@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -38,7 +35,7 @@ def violin_plot(path: Path, sets: Sequence[SetScores], title: str = "") -> None:
     ax.set_title(title or "Image-to-dataset distance per set (PCA on train + each set)")
     ax.legend(loc="upper left")
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def sorted_distance_plot(path: Path, sets: Sequence[SetScores], title: str = "") -> None:
@@ -51,12 +48,13 @@ def sorted_distance_plot(path: Path, sets: Sequence[SetScores], title: str = "")
     ax.set_title(title or "Sorted image-to-dataset distance")
     ax.legend()
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 120) -> None:
+    """Lay out, write (creating folders) and close a figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)

@@ -1,0 +1,282 @@
+"""train -> evaluate -> adapt on a handful of real images: files, metric ranges, registry."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from crackal.cli import main
+from selection.images import DatasetError
+from training.data import Loaded, find_samples, load, random_crop
+from training.evaluate import evaluate
+from training.model import build_model
+from training.registry import Registry
+from training.train import TrainConfig, train
+
+TINY = ["--steps", "4", "--batch-size", "2", "--crop", "64"]
+
+
+@pytest.fixture(scope="module")
+def sets(real_subset, tmp_path_factory):
+    """Tiny labelled sets built from real ones (images/ + masks/ layout)."""
+    root = tmp_path_factory.mktemp("sets")
+
+    def make(name, source, count):
+        images = real_subset(source, count)
+        (root / name / "images").mkdir(parents=True)
+        (root / name / "masks").mkdir()
+        for link in sorted(images.iterdir()):  # links into <source>/images; masks beside
+            real = link.resolve()
+            (root / name / "images" / link.name).symlink_to(real)
+            mask = real.parent.parent / "masks" / f"{real.stem}.png"
+            (root / name / "masks" / mask.name).symlink_to(mask)
+        return root / name
+
+    return {
+        "train": make("train", "deepcrack/train", 8),
+        "val": make("val", "deepcrack/val", 4),
+        "crack500": make("crack500", "crack500", 6),
+        "cfd": make("cfd", "cfd", 6),
+    }
+
+
+@pytest.fixture(scope="module")
+def registry(sets, tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    args = [
+        "train",
+        "--train",
+        str(sets["train"]),
+        "--val",
+        str(sets["val"]),
+        "--registry",
+        str(root),
+        *TINY,
+    ]
+    assert main(args) == 0
+    return Registry(root)
+
+
+def test_find_samples_pairs_masks_and_treats_maskless_sets_as_crack_free(crack_data, tmp_path):
+    pairs = find_samples(crack_data / "cfd")
+    assert len(pairs) == 118 and all(s.mask and s.mask.stem == s.image.stem for s in pairs)
+    free = find_samples(crack_data / "bsds500")
+    assert free[0].mask is None and free[0].set_name == "bsds500"
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images" / "a.jpg").symlink_to(pairs[0].image)
+    with pytest.raises(DatasetError, match="no mask for 1 image"):
+        find_samples(tmp_path)
+
+
+def test_random_crops_keep_image_and_mask_aligned(crack_data):
+    item = load(find_samples(crack_data / "crack500")[:1])[0]
+    # An image whose red channel is the mask: every augmentation must move both together.
+    image = item.image.copy()
+    image[..., 0] = item.mask * 255
+    rng = np.random.default_rng(0)
+    for size in (64, 300):  # 300 is larger than the image: reflect padding
+        for _ in range(20):
+            img, msk = random_crop(Loaded(item.sample, image, item.mask), size, rng)
+            assert img.shape == (size, size, 3) and msk.shape == (size, size)
+            assert np.array_equal(img[..., 0] > 0.5, msk > 0.5)
+
+
+def test_training_fits_the_images_it_sees(crack_data):
+    items = load(find_samples(crack_data / "deepcrack" / "train")[:4])
+    model = build_model()
+    before = evaluate(model, "tu-tf_efficientnet_lite0", items).scores.ods
+    result = train(
+        model,
+        "tu-tf_efficientnet_lite0",
+        items,
+        items,
+        TrainConfig(steps=40, batch_size=4, crop=96, eval_every=20, warmup_steps=5),
+        progress=False,
+    )
+    assert result.val_ods > before + 0.1
+    assert result.steps == 40 and len(result.history) == 2 and 0 <= result.threshold < 1
+
+
+def test_train_registers_a_current_version_with_metadata(registry, sets):
+    assert registry.current() == "v1"
+    meta = registry.meta()
+    assert meta["parent"] is None and meta["encoder"] == "tu-tf_efficientnet_lite0"
+    assert len(meta["training"]["images"]) == 8
+    assert all(len(r["sha256"]) == 64 for r in meta["training"]["images"])
+    val = meta["metrics"]["val"]
+    assert 0 <= val["ods"] <= 1 and 0 <= val["ois"] <= 1 and 0 <= val["ap"] <= 1
+    assert val["images"] == 4 and 0 <= meta["threshold"] < 1
+
+
+def test_fine_tune_from_a_version_and_roll_back(registry, sets, capsys):
+    args = [
+        "train",
+        "--train",
+        str(sets["train"]),
+        "--registry",
+        str(registry.root),
+        "--from",
+        "v1",
+        *TINY,
+    ]
+    assert main(args) == 0
+    assert registry.current() == "v2" and registry.meta("v2")["parent"] == "v1"
+    assert main(["models", "--registry", str(registry.root), "rollback"]) == 0
+    assert registry.current() == "v1"
+    assert "* v1" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(sets["train"]),
+                "--registry",
+                str(registry.root),
+                "--from",
+                "v7",
+                *TINY,
+            ]
+        )
+        == 2
+    )
+
+
+def test_evaluate_writes_metrics_per_image_scores_and_overlays(registry, sets, tmp_path):
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--registry",
+                str(registry.root),
+                "--data",
+                str(sets["cfd"]),
+                "--data",
+                str(sets["crack500"]),
+                "--out",
+                str(out),
+                "--worst",
+                "2",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["version"] == "v1"
+    for name in ("cfd", "crack500"):
+        s = metrics["sets"][name]
+        assert 0 <= s["ods"] <= 1 and s["images"] == 6 and "ods_tolerance_2px" in s
+        assert s["ods_tolerance_2px"] >= s["ods"] - 1e-9
+        assert (out / f"worst_{name}.png").stat().st_size > 0
+    rows = list(csv.DictReader((out / "per_image.csv").read_text().splitlines()))
+    assert len(rows) == 12 and all(0 <= float(r["f_at_ods"]) <= 1 for r in rows)
+
+
+def test_score_with_the_model_encoder_as_extractor(registry, sets, tmp_path):
+    out = tmp_path / "score"
+    assert (
+        main(
+            [
+                "score",
+                "--train",
+                str(sets["train"]),
+                "--pool",
+                str(sets["cfd"]),
+                "--out",
+                str(out),
+                "--extractor",
+                "model:current",
+                "--registry",
+                str(registry.root),
+                "--size",
+                "224",
+                "--no-cache",
+                "--save-features",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["extractor"] == "model:v1"
+    assert np.load(out / "features" / "cfd.npz")["features"].shape == (6, 512)
+    assert (
+        main(
+            [
+                "score",
+                "--train",
+                str(sets["train"]),
+                "--pool",
+                str(sets["cfd"]),
+                "--out",
+                str(out),
+                "--extractor",
+                "model:current",
+            ]
+        )
+        == 2
+    )
+
+
+def test_adapt_experiment_end_to_end(registry, sets, tmp_path):
+    out = tmp_path / "adapt"
+    args = [
+        "adapt",
+        "--registry",
+        str(registry.root),
+        "--train",
+        str(sets["train"]),
+        "--val",
+        str(sets["val"]),
+        "--secondary",
+        str(sets["crack500"]),
+        "--secondary",
+        str(sets["cfd"]),
+        "--q",
+        "1",
+        "2",
+        "--strategy",
+        "band",
+        "random",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    for name in (
+        "ods.csv",
+        "per_image.csv",
+        "parts.csv",
+        "fig7_ods.png",
+        "parts.png",
+        "f_vs_distance_band_seed0.png",
+        "f_vs_distance_random_seed0.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["mean_ods_over_sets"]["band/seed0"]) == {"M", "M1", "M2"}
+    runs = {(r["strategy"], r["q"]): r for r in summary["chosen"]}
+    assert len(runs) == 4
+    # Nested choices; chosen images are never evaluated.
+    band1, band2 = runs[("band", 1)]["images"], runs[("band", 2)]["images"]
+    assert all(set(band1[s]) <= set(band2[s]) and len(band2[s]) == 2 for s in band2)
+    rows = list(csv.DictReader((out / "per_image.csv").read_text().splitlines()))
+    for (strategy, _), run in runs.items():
+        for set_name, chosen in run["images"].items():
+            evaluated = {
+                r["image"] for r in rows if r["strategy"] == strategy and r["set"] == set_name
+            }
+            assert len(evaluated) == 4 and not evaluated & set(chosen)
+    # The first band pick of every set lies in the band of the base model's distances.
+    distances = {
+        (r["set"], r["image"]): r
+        for r in csv.DictReader((out / "distances.csv").read_text().splitlines())
+    }
+    assert len(distances) == 12
+    for set_name, (first,) in band1.items():
+        assert distances[(set_name, first)]["in_band"] == "1"
+    # Adapted versions are registered from M but never made current by the experiment.
+    assert registry.current() == "v1"
+    assert {registry.meta(r["version"])["parent"] for r in summary["chosen"]} == {"v1"}

@@ -1,0 +1,110 @@
+"""Train (or adapt) a model, evaluate it, and register it as a new version: one call, used
+by `crackal train`, `crackal adapt` and the backend's retraining job."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from selection.images import content_hash
+from training.data import Loaded
+from training.evaluate import evaluate
+from training.model import DEFAULT_ENCODER, build_model
+from training.registry import Registry
+from training.train import TrainConfig, TrainResult, train
+
+TOLERANCE_PX = 2.0  # DeepCrack's tolerance, reported beside the exact scores
+
+
+@dataclass
+class FitOutcome:
+    version: str
+    promoted: bool
+    reason: str  # why it was or was not made current
+    result: TrainResult
+    meta: dict[str, Any]
+
+
+def _image_record(item: Loaded) -> dict[str, str]:
+    return {
+        "set": item.sample.set_name,
+        "image": item.sample.image.name,
+        "sha256": content_hash(item.sample.image.read_bytes()),
+    }
+
+
+def fit_version(
+    registry: Registry,
+    train_items: Sequence[Loaded],
+    val_items: Sequence[Loaded] = (),
+    *,
+    parent: str | None = None,
+    encoder: str = DEFAULT_ENCODER,
+    config: TrainConfig | None = None,
+    added_items: Sequence[Loaded] = (),
+    promote: str = "always",
+    note: str = "",
+    progress: bool = True,
+) -> FitOutcome:
+    """Train from `parent` (a registry version) or from ImageNet weights, then register.
+
+    `promote`: "always" makes the new version current; "if-better" only when its validation
+    ODS is at least the parent's (otherwise the parent keeps serving, and the outcome says
+    so); "never" only registers it.
+    """
+    if promote not in ("always", "if-better", "never"):
+        raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
+    parent_ods = None
+    if parent is not None:
+        loaded = registry.load(parent)
+        model, encoder, parent = loaded.model, loaded.encoder, loaded.version
+        config = config or TrainConfig.adapt()
+        if promote == "if-better" and val_items:
+            parent_ods = evaluate(model, encoder, val_items).scores.ods
+    else:
+        model = build_model(encoder)
+        config = config or TrainConfig.base()
+    result = train(model, encoder, train_items, val_items, config, added_items, progress=progress)
+    metrics: dict[str, Any] = {}
+    if val_items:
+        ev = evaluate(model, encoder, val_items, tolerance=TOLERANCE_PX)
+        metrics["val"] = ev.scores.as_dict()
+        metrics["val"]["ods_tolerance_2px"] = ev.tolerant.ods if ev.tolerant else None
+    meta = {
+        "encoder": encoder,
+        "architecture": "UnetPlusPlus",
+        "parent": parent,
+        "threshold": result.threshold,
+        "metrics": metrics,
+        "note": note,
+        "training": {
+            "images": [_image_record(i) for i in train_items],
+            "added_images": [_image_record(i) for i in added_items],
+            "validation_images": len(val_items),
+            "steps": result.steps,
+            "seconds": round(result.seconds, 1),
+            "stopped": result.stopped,
+            "config": result.config,
+            "history": result.history,
+        },
+    }
+    version = registry.register(result.state_dict, meta)
+    promoted, reason = _decide(promote, parent, metrics.get("val", {}).get("ods"), parent_ods)
+    if promoted:
+        registry.set_current(version, reason=reason)
+    return FitOutcome(version, promoted, reason, result, registry.meta(version))
+
+
+def _decide(
+    promote: str, parent: str | None, new: float | None, old: float | None
+) -> tuple[bool, str]:
+    if promote == "never":
+        return False, "registered only (promote=never)"
+    if promote == "always" or parent is None:
+        return True, "trained" if parent is None else "adapted"
+    if new is None or old is None:
+        return True, "adapted (no validation ODS to compare)"
+    if new >= old:
+        return True, f"adapted: validation ODS {new:.4f} >= parent's {old:.4f}"
+    return False, f"kept {parent}: validation ODS {new:.4f} < its {old:.4f}"

@@ -1,0 +1,197 @@
+"""The training loop: random crops, BCE + Dice, AdamW, warm-up then cosine, early stop on
+validation ODS. Used both for a base model and for adapting one to newly labelled images.
+
+CPU-sized defaults (2 cores): 128 x 128 crops, batch 8, bf16 autocast for the forward and
+backward pass (evaluation runs in float32).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from training.data import Loaded, batch_tensors, random_crop
+from training.evaluate import Evaluation, evaluate
+from training.losses import bce_dice_loss
+from training.model import normalize
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run. `base()` and `adapt()` give the two usual presets."""
+
+    steps: int = 1200
+    batch_size: int = 8
+    crop: int = 128
+    lr_decoder: float = 1e-3
+    lr_encoder: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    eval_every: int = 100
+    patience: int = 4  # evaluations without a better validation ODS before stopping
+    max_minutes: float = 13.0  # wall-clock budget for the whole run, evaluations included
+    seed: int = 0
+    bf16: bool = True
+    added_fraction: float = 0.25  # share of each batch drawn from added (new) images
+
+    @classmethod
+    def base(cls, **overrides: Any) -> TrainConfig:
+        """Training from ImageNet weights: at most ~15 minutes on 2 CPU cores."""
+        return cls(**overrides)
+
+    @classmethod
+    def adapt(cls, **overrides: Any) -> TrainConfig:
+        """Fine-tuning an existing version on P plus new images: at most ~5 minutes."""
+        defaults = dict(
+            steps=300,
+            lr_decoder=3e-4,
+            lr_encoder=1.5e-4,
+            warmup_steps=10,
+            eval_every=50,
+            patience=3,
+            max_minutes=4.0,
+        )
+        return cls(**{**defaults, **overrides})
+
+
+@dataclass
+class TrainResult:
+    """The best weights found (by validation ODS, or the last ones without validation)."""
+
+    state_dict: dict[str, torch.Tensor]
+    val_ods: float | None
+    threshold: float  # the ODS threshold on validation (0.5 without validation)
+    steps: int
+    seconds: float
+    stopped: str  # why the run ended: "steps", "patience" or "time"
+    history: list[dict[str, float]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _lr_factor(step: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train(
+    model: nn.Module,
+    encoder: str,
+    train_items: Sequence[Loaded],
+    val_items: Sequence[Loaded] = (),
+    config: TrainConfig | None = None,
+    added_items: Sequence[Loaded] = (),
+    on_checkpoint: Callable[[dict[str, torch.Tensor], Evaluation], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `model` in place and return its best state.
+
+    `added_items` (new labels, when adapting) are mixed into every batch at
+    `config.added_fraction`; the rest of each batch comes from `train_items`.
+    """
+    config = config or TrainConfig()
+    if not train_items and not added_items:
+        raise ValueError("no training images")
+    seed_everything(config.seed)
+    rng = np.random.default_rng(config.seed)
+    encoder_params = list(model.encoder.parameters())
+    encoder_ids = {id(p) for p in encoder_params}
+    other_params = [p for p in model.parameters() if id(p) not in encoder_ids]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder_params, "lr": config.lr_encoder},
+            {"params": other_params, "lr": config.lr_decoder},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
+    n_added = 0
+    if added_items:
+        share = 1.0 if not train_items else config.added_fraction
+        n_added = max(1, round(config.batch_size * share))
+    n_base = config.batch_size - n_added
+
+    best_state, best_ods, best_threshold = None, -1.0, 0.5
+    history: list[dict[str, float]] = []
+    evals_without_gain, stopped, step = 0, "steps", 0
+    start = time.monotonic()
+    deadline = start + config.max_minutes * 60
+    bar = tqdm(total=config.steps, desc="train", unit="step", disable=not progress)
+    running = 0.0
+    model.train()
+    for step in range(1, config.steps + 1):
+        picks = [train_items[i] for i in rng.integers(0, len(train_items) or 1, n_base)]
+        picks += [added_items[i] for i in rng.integers(0, len(added_items) or 1, n_added)]
+        images, masks = batch_tensors([random_crop(it, config.crop, rng) for it in picks])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            logits = model(normalize(images, encoder))
+        loss = bce_dice_loss(logits, masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        value = loss.item()
+        running = 0.9 * running + 0.1 * value if step > 1 else value
+        bar.update()
+        bar.set_postfix(loss=f"{running:.3f}", best_ods=f"{max(best_ods, 0):.3f}")
+
+        out_of_time = time.monotonic() >= deadline
+        if val_items and (step % config.eval_every == 0 or step == config.steps or out_of_time):
+            ev = evaluate(model, encoder, val_items)
+            model.train()
+            history.append(
+                {
+                    "step": step,
+                    "loss": running,
+                    "val_ods": ev.scores.ods,
+                    "threshold": ev.scores.ods_threshold,
+                    "seconds": time.monotonic() - start,
+                }
+            )
+            if ev.scores.ods > best_ods:
+                best_ods, best_threshold = ev.scores.ods, ev.scores.ods_threshold
+                best_state = copy.deepcopy(model.state_dict())
+                evals_without_gain = 0
+                if on_checkpoint:
+                    on_checkpoint(best_state, ev)
+            else:
+                evals_without_gain += 1
+                if evals_without_gain >= config.patience:
+                    stopped = "patience"
+                    break
+        if out_of_time:
+            stopped = "time"
+            break
+    bar.close()
+    if best_state is None:
+        best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        state_dict=best_state,
+        val_ods=best_ods if val_items else None,
+        threshold=best_threshold,
+        steps=step,
+        seconds=time.monotonic() - start,
+        stopped=stopped,
+        history=history,
+        config=asdict(config),
+    )
