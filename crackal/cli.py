@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from crackal import __version__, adapt, evaluate, models, score, train
+from crackal import __version__, adapt, evaluate, models, score, serve, train
 from selection.images import DatasetError
 from training.registry import RegistryError
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     adapt.add_parser(sub)
     models.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 

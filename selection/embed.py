@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,36 @@ def embed_paths(
 
     Rows found in `cache` are not recomputed; new rows are added to it.
     """
+    paths = [Path(p) for p in paths]
+
+    def read(path: Path) -> bytes | ImageReadError:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            return ImageReadError(path, f"cannot read file ({exc.strerror or exc})")
+
+    rows, skipped, computed = embed_blobs(
+        ((str(p), read(p)) for p in paths), len(paths), extractor, cache, batch_size, desc
+    )
+    kept = sorted(rows)
+    features = (
+        np.stack([rows[i] for i in kept]).astype(np.float32, copy=False)
+        if kept
+        else np.zeros((0, 0), dtype=np.float32)
+    )
+    return EmbeddedSet([paths[i] for i in kept], features, skipped, computed)
+
+
+def embed_blobs(
+    blobs: Iterable[tuple[str, bytes | ImageReadError]],
+    total: int,
+    extractor: FeatureExtractor,
+    cache: FeatureCache | None = None,
+    batch_size: int = 16,
+    desc: str | None = None,
+) -> tuple[dict[int, np.ndarray], list[ImageReadError], int]:
+    """Rows for encoded images given as (name, bytes) in order; a blob that is already an
+    ImageReadError is reported as skipped. Returns ({position: row}, skipped, computed)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if cache is not None and cache.extractor_version != extractor.version:
@@ -47,6 +77,7 @@ def embed_paths(
     skipped: list[ImageReadError] = []
     pending: list[tuple[int, str, np.ndarray]] = []
     computed = 0
+    bar = tqdm(total=total, desc=desc, unit="img", disable=desc is None)
 
     def flush() -> None:
         nonlocal computed
@@ -61,13 +92,9 @@ def embed_paths(
         bar.update(len(pending))
         pending.clear()
 
-    bar = tqdm(total=len(paths), desc=desc, unit="img", disable=desc is None)
-    for index, path in enumerate(paths):
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            skipped.append(ImageReadError(path, f"cannot read file ({exc.strerror or exc})"))
+    for index, (name, data) in enumerate(blobs):
+        if isinstance(data, ImageReadError):
+            skipped.append(data)
             bar.update()
             continue
         digest = content_hash(data)
@@ -77,7 +104,7 @@ def embed_paths(
             bar.update()
             continue
         try:
-            pending.append((index, digest, decode_rgb(data, str(path))))
+            pending.append((index, digest, decode_rgb(data, name)))
         except ImageReadError as exc:
             skipped.append(exc)
             bar.update()
@@ -86,15 +113,4 @@ def embed_paths(
             flush()
     flush()
     bar.close()
-
-    kept = sorted(rows)
-    if kept:
-        features = np.stack([rows[i] for i in kept]).astype(np.float32, copy=False)
-    else:
-        features = np.zeros((0, 0), dtype=np.float32)
-    return EmbeddedSet(
-        paths=[Path(paths[i]) for i in kept],
-        features=features,
-        skipped=skipped,
-        computed=computed,
-    )
+    return rows, skipped, computed

@@ -1,0 +1,142 @@
+"""The Label Studio ML backend HTTP API: /health, /setup, /predict, /webhook.
+
+Label Studio calls /setup often and expects an answer within seconds, and gives webhooks
+one second: both only read small files and enqueue work. Every handler turns bad input
+into a 4xx JSON error and any failure into a 5xx JSON error; the server keeps running.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import BadRequest
+
+from backend.jobs import ThreadRunner
+from backend.label_config import LabelConfigError, parse_brush_target
+from backend.service import Service, project_id_of
+from backend.settings import Settings
+from training.registry import Registry, RegistryError
+
+log = logging.getLogger("crackal.backend")
+
+RESCORE_EVENTS = {"TASKS_CREATED", "TASKS_DELETED"}
+
+
+def create_app(
+    settings: Settings | None = None,
+    service: Service | None = None,
+    runner: ThreadRunner | None = None,
+) -> Flask:
+    settings = settings or Settings.from_env()
+    service = service or Service(settings)
+    runner = runner or ThreadRunner()
+    registry = Registry(settings.registry)
+    scored: dict[int, str] = {}  # project -> model version its queue was last ordered for
+    app = Flask("crackal")
+    app.config["crackal.runner"] = runner
+    app.config["crackal.service"] = service
+
+    def rescore(project: int) -> str:
+        def job() -> dict[str, Any]:
+            report = service.rescore_project(project)
+            scored[project] = report.model_version
+            return report.as_dict()
+
+        return runner.submit(f"rescore:{project}", job)
+
+    @app.before_request
+    def check_auth():
+        if not settings.basic_auth_user:
+            return None
+        auth = request.authorization
+        if (
+            auth is None
+            or auth.type != "basic"
+            or not hmac.compare_digest(auth.username or "", settings.basic_auth_user)
+            or not hmac.compare_digest(auth.password or "", settings.basic_auth_password)
+        ):
+            return (
+                jsonify(error="authentication required"),
+                401,
+                {"WWW-Authenticate": 'Basic realm="crackal"'},
+            )
+        return None
+
+    @app.errorhandler(Exception)
+    def failed(exc: Exception):
+        code = getattr(exc, "code", 500)
+        if not isinstance(code, int) or code < 400:
+            code = 500
+        if code >= 500:
+            log.exception("request failed")
+        return jsonify(error=f"{exc.__class__.__name__}: {exc}"), code
+
+    @app.get("/")
+    @app.get("/health")
+    def health():
+        return jsonify(
+            status="UP",
+            model_class="crackal",
+            model_version=registry.current(),
+            jobs=runner.status(),
+        )
+
+    @app.post("/setup")
+    def setup():
+        body = _json()
+        try:
+            parse_brush_target(body.get("schema") or "")
+        except LabelConfigError as exc:
+            return jsonify(error=str(exc)), 400
+        version = registry.current()
+        if version is None:
+            return jsonify(
+                error=f"no model in registry {settings.registry}: train one first (crackal train)"
+            ), 503
+        if body.get("project") is not None:
+            project = project_id_of(body["project"])
+            if scored.get(project) != version:
+                rescore(project)
+        return jsonify(model_version=version)
+
+    @app.post("/predict")
+    def predict():
+        body = _json()
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) and "id" in t for t in tasks):
+            return jsonify(error="'tasks' must be a list of tasks with ids"), 400
+        label_config = body.get("label_config") or ""
+        try:
+            results = service.predict(tasks, label_config, body.get("project"))
+        except LabelConfigError as exc:
+            return jsonify(error=str(exc)), 400
+        except RegistryError as exc:
+            return jsonify(error=str(exc)), 503
+        return jsonify(results=results)
+
+    @app.post("/webhook")
+    def webhook():
+        body = _json()
+        action = body.get("action")
+        if not action:
+            return jsonify(error="webhook without 'action'"), 400
+        status = "ignored"
+        if action in RESCORE_EVENTS and body.get("project") is not None:
+            status = rescore(project_id_of(body["project"]))
+        return jsonify(action=action, status=status)
+
+    @app.post("/train")
+    def train():
+        return jsonify(status="ignored: training starts from webhooks (START_TRAINING)")
+
+    return app
+
+
+def _json() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body

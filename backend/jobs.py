@@ -1,0 +1,104 @@
+"""Background jobs in the backend process: one worker thread, at most one job per key
+queued or running; a key submitted while its job runs gets exactly one follow-up run."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("crackal.jobs")
+
+
+@dataclass
+class JobRecord:
+    key: str
+    state: str = "queued"  # queued, running, finished, failed
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
+    result: Any = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "state": self.state,
+            "submitted": self.submitted,
+            "started": self.started,
+            "ended": self.ended,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+class ThreadRunner:
+    """Runs submitted callables one at a time on a daemon thread."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[str, Callable[[], Any]]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._pending: dict[str, Callable[[], Any]] = {}  # queued, not started
+        self._running: str | None = None
+        self._follow_up: dict[str, Callable[[], Any]] = {}
+        self.last: dict[str, JobRecord] = {}
+        self._thread = threading.Thread(target=self._work, name="crackal-jobs", daemon=True)
+        self._thread.start()
+
+    def submit(self, key: str, fn: Callable[[], Any]) -> str:
+        """Queue `fn` under `key`; returns 'queued', 'already queued' or 'follow-up'."""
+        with self._lock:
+            if key in self._pending:
+                return "already queued"
+            if self._running == key:
+                self._follow_up[key] = fn
+                return "follow-up"
+            self._pending[key] = fn
+            self.last[key] = JobRecord(key)
+        self._queue.put((key, fn))
+        return "queued"
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "queued": sorted(self._pending),
+                "running": self._running,
+                "follow_up": sorted(self._follow_up),
+                "last": {k: r.as_dict() for k, r in self.last.items()},
+            }
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until nothing is queued or running (for tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending and self._running is None and not self._follow_up:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def _work(self) -> None:
+        while True:
+            key, fn = self._queue.get()
+            with self._lock:
+                fn = self._pending.pop(key, fn)
+                self._running = key
+                record = self.last.setdefault(key, JobRecord(key))
+                record.state, record.started = "running", time.time()
+            try:
+                record.result = fn()
+                record.state = "finished"
+            except Exception as exc:  # a job's failure must not kill the worker
+                record.state, record.error = "failed", f"{exc.__class__.__name__}: {exc}"
+                log.error("job %s failed:\n%s", key, traceback.format_exc())
+            record.ended = time.time()
+            with self._lock:
+                self._running = None
+                again = self._follow_up.pop(key, None)
+            if again is not None:
+                self.submit(key, again)

@@ -1,0 +1,57 @@
+"""`crackal serve`: the Label Studio ML backend (gunicorn, one process, several threads)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+from backend.app import create_app
+from backend.settings import Settings
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, app, options: dict) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return self.application
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the Label Studio ML backend (configured by env)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9090)
+    p.add_argument("--threads", type=int, default=4, help="request threads (default: 4)")
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=120,
+        help="seconds before a stuck request is aborted (default: 120)",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    app = create_app(settings)
+    # One process: the model, the caches and the job thread live in it.
+    _Gunicorn(
+        app,
+        {
+            "bind": f"{args.host}:{args.port}",
+            "workers": 1,
+            "threads": args.threads,
+            "timeout": args.timeout,
+            "accesslog": "-",
+        },
+    ).run()
+    return 0

@@ -1,0 +1,170 @@
+"""End to end with a real Label Studio server: connect crackal, get crack masks and a
+farthest-first queue on real images (CrackForest photos and BSDS500 non-crack photos)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from label_studio_sdk.converter.brush import decode_rle
+from PIL import Image
+
+from selection.embed import embed_paths
+from selection.scoring import score_set
+from training.metrics import Counts, image_counts, scores
+from training.model_features import model_extractor
+
+from .conftest import BRUSH_CONFIG
+
+N_CRACK, N_PLAIN = 12, 12
+
+
+def wait_for(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def project(label_studio, backend, crack_data, trained_registry):
+    """A brush project with 24 real images, connected to the backend and fully scored."""
+    ls = label_studio
+    proj = ls.call("POST", "/api/projects", json={"title": "cracks", "label_config": BRUSH_CONFIG})
+    crack = sorted((crack_data / "cfd" / "images").iterdir())[::9][:N_CRACK]
+    plain = sorted((crack_data / "bsds500" / "images").iterdir())[::16][:N_PLAIN]
+    files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(crack + plain)}
+    ls.call("POST", f"/api/projects/{proj['id']}/import", files=files)
+    ls.call(
+        "POST",
+        "/api/ml",
+        json={
+            "url": backend["url"],
+            "project": proj["id"],
+            "title": "crackal",
+            "is_interactive": False,
+        },
+    )
+    version = trained_registry.current()
+
+    def scored():
+        tasks = ls.tasks(proj["id"])
+        done = [
+            t
+            for t in tasks
+            if any(p.get("model_version") == version for p in t.get("predictions") or [])
+        ]
+        return tasks if len(done) == len(tasks) == N_CRACK + N_PLAIN else None
+
+    tasks = wait_for(scored, 300, "every task to get a prediction of the current model")
+    by_name = {p.name: p for p in crack + plain}
+    for t in tasks:  # uploaded file names are prefixed by Label Studio: <8 hex>-<name>
+        t["source"] = by_name[t["data"]["image"].rsplit("/", 1)[-1].split("-", 1)[1]]
+    return {"id": proj["id"], "tasks": tasks, "version": version}
+
+
+def prediction(task: dict, version: str) -> dict:
+    return next(p for p in task["predictions"] if p["model_version"] == version)
+
+
+def test_every_task_has_a_brush_mask_of_its_image_size(project):
+    for task in project["tasks"]:
+        pred = prediction(task, project["version"])
+        assert 0.0 <= pred["score"] <= 1.0
+        (result,) = pred["result"]
+        assert result["type"] == "brushlabels" and result["value"]["brushlabels"] == ["crack"]
+        with Image.open(task["source"]) as img:
+            w, h = img.size
+        assert (result["original_width"], result["original_height"]) == (w, h)
+        assert decode_rle(result["value"]["rle"]).size == w * h * 4
+
+
+def test_project_is_ordered_by_the_predictions_version(label_studio, project):
+    proj = label_studio.call("GET", f"/api/projects/{project['id']}")
+    assert proj["sampling"] == "Uncertainty sampling"
+    assert proj["model_version"] == project["version"]
+
+
+def test_scores_are_the_scaled_distances_recomputed_independently(
+    project, trained_registry, base_train
+):
+    """score = 1 - minmax(I_dist) with the model's features, P = the base training set."""
+    extractor = model_extractor(trained_registry)
+    p = embed_paths(sorted(base_train.iterdir()), extractor).features
+    tasks = project["tasks"]
+    s = embed_paths([t["source"] for t in tasks], extractor).features
+    expected = 1 - score_set("pool", [str(t["id"]) for t in tasks], s, p).scaled
+    got = np.array([prediction(t, project["version"])["score"] for t in tasks])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_non_crack_photos_come_first(project):
+    tasks = sorted(project["tasks"], key=lambda t: prediction(t, project["version"])["score"])
+    first = [t["source"].parent.parent.name for t in tasks[: N_PLAIN // 2]]
+    assert first == ["bsds500"] * (N_PLAIN // 2), first
+
+
+def test_crack_masks_overlap_the_ground_truth(project, crack_data):
+    counts = []
+    for task in project["tasks"]:
+        if task["source"].parent.parent.name != "cfd":
+            continue
+        result = prediction(task, project["version"])["result"][0]
+        h, w = result["original_height"], result["original_width"]
+        mask = decode_rle(result["value"]["rle"]).reshape(h, w, 4)[..., 3] > 0
+        gt = np.asarray(Image.open(crack_data / "cfd" / "masks" / f"{task['source'].stem}.png"))
+        counts.append(image_counts(mask.astype(np.float32), gt > 127))
+    f = scores(Counts.stack(counts)).f[0]  # binary masks: threshold 0 is the mask itself
+    print(f"\nF-score of pre-annotated masks on {len(counts)} CrackForest images: {f:.3f}")
+    assert f > 0.2
+
+
+def test_next_serves_farthest_first_then_ascending_scores(label_studio, project):
+    ls, pid, version = label_studio, project["id"], project["version"]
+    score = {t["id"]: prediction(t, version)["score"] for t in project["tasks"]}
+    served = []
+    for _ in range(8):
+        task = ls.call("GET", f"/api/projects/{pid}/next")
+        served.append(task["id"])
+        ls.call(
+            "POST",
+            f"/api/tasks/{task['id']}/annotations",
+            json={"result": [], "was_cancelled": True},
+        )  # skip: next one, please
+    assert served[0] == min(score, key=score.get)
+    values = [score[i] for i in served]
+    assert values == sorted(values)
+
+
+def test_retrieve_predictions_action_calls_predict_with_the_same_scores(label_studio, project):
+    ls, pid, version = label_studio, project["id"], project["version"]
+    before = {t["id"]: prediction(t, version)["score"] for t in project["tasks"]}
+    ls.call(
+        "POST",
+        "/api/dm/actions",
+        params={"id": "delete_tasks_predictions", "project": pid},
+        json={"selectedItems": {"all": True, "excluded": []}},
+    )
+    assert all(not t["predictions"] for t in ls.tasks(pid))
+    ls.call(
+        "POST",
+        "/api/dm/actions",
+        params={"id": "retrieve_tasks_predictions", "project": pid},
+        json={"selectedItems": {"all": True, "excluded": []}},
+    )
+    tasks = wait_for(
+        lambda: (lambda ts: ts if all(t["predictions"] for t in ts) else None)(ls.tasks(pid)),
+        200,
+        "predictions from /predict",
+    )
+    # Skipped tasks are not labelled: the pool is unchanged, so /predict's scores (whole
+    # pool) must equal those of the bulk import.
+    assert set(before) == {t["id"] for t in tasks}
+    for t in tasks:
+        pred = prediction(t, version)
+        assert pred["result"][0]["type"] == "brushlabels"
+        assert pred["score"] == pytest.approx(before[t["id"]], abs=1e-6)

@@ -1,0 +1,225 @@
+"""The ML backend's HTTP protocol (payloads as Label Studio 1.23 sends them) and its
+handling of bad input. Label Studio itself is not needed here: images travel as data URLs
+or local paths, and 'Label Studio unreachable' is a closed loopback port."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+
+import numpy as np
+import pytest
+from label_studio_sdk.converter.brush import decode_rle
+from PIL import Image
+
+from backend.app import create_app
+from backend.label_config import LabelConfigError, parse_brush_target
+from backend.settings import Settings
+from training.model import build_model
+from training.registry import Registry
+
+CONFIG = """<View><Image name="img" value="$photo"/>
+<BrushLabels name="paint" toName="img"><Label value="Background"/><Label value="Crack"/>
+</BrushLabels></View>"""
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def data_url(path) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    registry = Registry(tmp_path_factory.mktemp("registry"))
+    registry.register(
+        build_model().state_dict(),
+        {"encoder": "tu-tf_efficientnet_lite0", "threshold": 0.5},
+        make_current=True,
+    )
+    return registry
+
+
+@pytest.fixture(scope="module")
+def settings(registry, real_subset, crack_data, tmp_path_factory):
+    return Settings(
+        label_studio_url=f"http://127.0.0.1:{closed_port()}",
+        label_studio_api_key="x",
+        registry=registry.root,
+        base_train=real_subset("deepcrack/train", 10),
+        cache=tmp_path_factory.mktemp("cache"),
+        feature_size=224,
+        request_timeout=2,
+        local_files_root=crack_data / "cfd",
+    )
+
+
+@pytest.fixture(scope="module")
+def client(settings):
+    return create_app(settings).test_client()
+
+
+@pytest.fixture(scope="module")
+def images(crack_data):
+    return sorted((crack_data / "cfd" / "images").iterdir())[:3]
+
+
+def predict(client, tasks, project=None):
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": tasks,
+            "project": project,
+            "label_config": CONFIG,
+            "params": {"context": None},
+        },
+    )
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["results"]
+
+
+def test_label_config_is_read_from_the_project():
+    target = parse_brush_target(CONFIG)
+    assert (target.from_name, target.to_name, target.image_key) == ("paint", "img", "photo")
+    assert target.labels == ("Background", "Crack") and target.crack_label == "Crack"
+    for bad in (
+        "<View><Image name='i' value='$x'/></View>",
+        "not xml",
+        "<View><BrushLabels name='b' toName='nothing'><Label value='c'/></BrushLabels></View>",
+    ):
+        with pytest.raises(LabelConfigError):
+            parse_brush_target(bad)
+
+
+def test_settings_from_environment():
+    s = Settings.from_env(
+        {
+            "LABEL_STUDIO_URL": "http://ls:8080/",
+            "CRACKAL_BAND": "0.5,0.9",
+            "CRACKAL_FEATURES": "imagenet",
+            "CRACKAL_ORDER_QUEUE": "0",
+        }
+    )
+    assert s.label_studio_url == "http://ls:8080" and s.band == (0.5, 0.9)
+    assert s.features == "imagenet" and s.order_queue is False
+    with pytest.raises(ValueError, match="CRACKAL_FEATURES"):
+        Settings.from_env({"CRACKAL_FEATURES": "clip"})
+
+
+def test_health_and_setup_answer_fast_without_loading_a_model(client, registry):
+    health = client.get("/health").get_json()
+    assert health["status"] == "UP" and health["model_version"] == registry.current()
+    start = time.monotonic()
+    resp = client.post(
+        "/setup", json={"schema": CONFIG, "hostname": "http://ls", "access_token": "t"}
+    )
+    assert time.monotonic() - start < 3
+    assert resp.status_code == 200 and resp.get_json() == {"model_version": "v1"}
+    assert client.application.config["crackal.service"].scorer._model is None
+    bad = client.post("/setup", json={"schema": "<View><Text name='t' value='$t'/></View>"})
+    assert bad.status_code == 400 and "BrushLabels" in bad.get_json()["error"]
+
+
+def test_predict_returns_a_mask_per_task_at_the_original_size(client, images):
+    tasks = [{"id": i + 1, "data": {"photo": data_url(p)}} for i, p in enumerate(images)]
+    results = predict(client, tasks)
+    assert len(results) == 3
+    for (pred,), path in zip(results, images, strict=True):
+        assert pred["model_version"] == "v1" and 0.0 <= pred["score"] <= 1.0
+        (r,) = pred["result"]
+        assert (r["from_name"], r["to_name"], r["type"]) == ("paint", "img", "brushlabels")
+        assert r["value"]["brushlabels"] == ["Crack"]
+        with Image.open(path) as img:
+            w, h = img.size
+        assert (r["original_height"], r["original_width"]) == (h, w)
+        assert decode_rle(r["value"]["rle"]).size == h * w * 4
+    scores = sorted(p[0]["score"] for p in results)
+    assert scores[0] == 0.0 and scores[-1] == 1.0  # min-max over the pool of this call
+
+
+def test_bad_tasks_get_no_prediction_and_the_others_still_do(client, images, tmp_path):
+    broken = "data:image/jpeg;base64," + base64.b64encode(b"definitely not a jpeg").decode()
+    tasks = [
+        {"id": 1, "data": {"photo": data_url(images[0])}},
+        {"id": 2, "data": {"photo": broken}},
+        {"id": 3, "data": {"other": "x"}},
+        {"id": 4, "data": {"photo": "s3://bucket/crack.jpg"}},
+        {"id": 5, "data": {"photo": "/etc/passwd"}},
+        {"id": 6, "data": {"photo": str(images[1])}},  # inside CRACKAL_LOCAL_FILES_ROOT
+        {"id": 7, "data": {"photo": "data:image/jpeg;base64,@@@"}},
+        {"id": 8, "data": {"photo": data_url(images[2])}},
+    ]
+    results = predict(client, tasks, project=3)  # Label Studio unreachable: call-only pool
+    got = [bool(r) for r in results]
+    assert got == [True, False, False, False, False, True, False, True]
+
+
+def test_oversized_images_are_refused(settings, images):
+    small = Settings(**{**settings.__dict__, "max_image_pixels": 1000})
+    client = create_app(small).test_client()
+    results = predict(client, [{"id": 1, "data": {"photo": data_url(images[0])}}])
+    assert results == [[]]
+
+
+@pytest.mark.parametrize("body", [None, [], {"tasks": "x"}, {"tasks": [{"data": {}}]}])
+def test_malformed_predict_requests_are_400(client, body):
+    resp = (
+        client.post("/predict", json=body)
+        if body is not None
+        else client.post("/predict", data="{", content_type="application/json")
+    )
+    assert resp.status_code == 400 and "error" in resp.get_json()
+
+
+def test_webhooks_are_acknowledged_and_only_pool_changes_enqueue(client):
+    resp = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 9}})
+    assert resp.get_json() == {"action": "PROJECT_UPDATED", "status": "ignored"}
+    resp = client.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 9}})
+    assert resp.get_json()["status"] in ("queued", "already queued", "follow-up")
+    assert client.post("/webhook", json={"project": 1}).status_code == 400
+
+
+def test_label_studio_unreachable_is_a_visible_job_error(client):
+    runner = client.application.config["crackal.runner"]
+    client.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 11}})
+    assert runner.wait_idle(60)
+    record = runner.status()["last"]["rescore:11"]
+    assert record["state"] == "failed" and "unreachable" in record["error"]
+    assert client.get("/health").get_json()["jobs"]["last"]["rescore:11"]["state"] == "failed"
+
+
+def test_basic_auth(settings):
+    locked = create_app(
+        Settings(**{**settings.__dict__, "basic_auth_user": "ls", "basic_auth_password": "secret"})
+    ).test_client()
+    assert locked.get("/health").status_code == 401
+    token = base64.b64encode(b"ls:secret").decode()
+    assert locked.get("/health", headers={"Authorization": f"Basic {token}"}).status_code == 200
+    wrong = base64.b64encode(b"ls:nope").decode()
+    assert locked.get("/health", headers={"Authorization": f"Basic {wrong}"}).status_code == 401
+
+
+def test_no_model_yet_is_a_clear_503(settings, tmp_path):
+    empty = create_app(Settings(**{**settings.__dict__, "registry": tmp_path})).test_client()
+    resp = empty.post("/setup", json={"schema": CONFIG})
+    assert resp.status_code == 503 and "train one" in resp.get_json()["error"]
+    resp = empty.post("/predict", json={"tasks": [{"id": 1, "data": {}}], "label_config": CONFIG})
+    assert resp.status_code == 503
+
+
+def test_masks_are_the_thresholded_model_output(client, images, registry):
+    """The brush mask equals the current model's probabilities above its threshold."""
+    from selection.images import read_rgb
+    from training.predict import predict_probs
+
+    loaded = registry.load()
+    probs = predict_probs(loaded.model, read_rgb(images[0]), loaded.encoder)
+    (pred,) = predict(client, [{"id": 1, "data": {"photo": data_url(images[0])}}])[0]
+    r = pred["result"][0]
+    mask = decode_rle(r["value"]["rle"]).reshape(320, 480, 4)[..., 3] > 0
+    assert np.array_equal(mask, probs > loaded.threshold)
