@@ -12,8 +12,11 @@ from backend.settings import Settings
 
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, app, options: dict) -> None:
-        self.application = app
+    """Builds the app inside the worker process, after the fork: the job thread, the model
+    and the HTTP sessions must belong to the process that serves."""
+
+    def __init__(self, settings: Settings, options: dict) -> None:
+        self.settings = settings
         self.options = options
         super().__init__()
 
@@ -22,7 +25,7 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        return self.application
+        return create_app(self.settings)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

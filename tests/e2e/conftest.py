@@ -23,12 +23,6 @@ from training.registry import Registry
 from training.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
-BRUSH_CONFIG = """<View>
-  <Image name="image" value="$image" zoom="true"/>
-  <BrushLabels name="tag" toName="image">
-    <Label value="crack" background="#ff0000"/>
-  </BrushLabels>
-</View>"""
 
 
 def free_port() -> int:

@@ -15,7 +15,12 @@ from selection.scoring import score_set
 from training.metrics import Counts, image_counts, scores
 from training.model_features import model_extractor
 
-from .conftest import BRUSH_CONFIG
+BRUSH_CONFIG = """<View>
+  <Image name="image" value="$image" zoom="true"/>
+  <BrushLabels name="tag" toName="image">
+    <Label value="crack" background="#ff0000"/>
+  </BrushLabels>
+</View>"""
 
 N_CRACK, N_PLAIN = 12, 12
 
