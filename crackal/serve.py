@@ -16,7 +16,7 @@ class _Gunicorn(BaseApplication):
     and the HTTP sessions must belong to the process that serves."""
 
     def __init__(self, settings: Settings, options: dict) -> None:
-        self.settings = settings
+        self.crackal_settings = settings
         self.options = options
         super().__init__()
 
@@ -25,7 +25,7 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        return create_app(self.settings)
+        return create_app(self.crackal_settings)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,11 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = Settings.from_env()
-    app = create_app(settings)
-    # One process: the model, the caches and the job thread live in it.
+    settings = Settings.from_env()  # read (and checked) before serving
+    # One worker process: the model, the caches and the job thread live in it.
     _Gunicorn(
-        app,
+        settings,
         {
             "bind": f"{args.host}:{args.port}",
             "workers": 1,
