@@ -7,42 +7,19 @@ $LABEL_STUDIO_BIN) on a free loopback port, with SQLite in a temporary folder.
 from __future__ import annotations
 
 import os
-import secrets
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from backend import label_studio_server as server
 from training.data import find_samples, load
 from training.fit import fit_version
 from training.registry import Registry
 from training.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, seconds: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} died at start:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not up after {seconds} s:\n{log.read_text()[-3000:]}")
 
 
 class LabelStudioAPI:
@@ -74,41 +51,8 @@ def label_studio(tmp_path_factory):
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    data = tmp_path_factory.mktemp("label-studio")
-    token = secrets.token_hex(20)
-    port = free_port()
-    env = {
-        **os.environ,
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data),
-        "LABEL_STUDIO_USERNAME": "admin@example.com",
-        "LABEL_STUDIO_PASSWORD": "crackal-test",
-        "LABEL_STUDIO_USER_TOKEN": token,
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-        "ML_BLOCK_LOCAL_IP": "false",
-        "SSRF_PROTECTION_ENABLED": "false",
-        "SENTRY_DSN": "",
-        "LATEST_VERSION_CHECK": "false",
-        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(data),
-    }
-    log = data / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [str(binary), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=data,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 240, proc, log)
-        yield LabelStudioAPI(f"http://127.0.0.1:{port}", token)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with server.label_studio(binary, tmp_path_factory.mktemp("label-studio")) as ls:
+        yield LabelStudioAPI(ls.url, ls.token)
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +81,7 @@ def base_train(real_subset) -> Path:
 @pytest.fixture(scope="session")
 def backend(label_studio, trained_registry, base_train, tmp_path_factory):
     """`crackal serve` on a free port, configured like a deployment (environment only)."""
-    port = free_port()
+    port = server.free_port()
     work = tmp_path_factory.mktemp("backend")
     env = {
         **os.environ,
@@ -148,21 +92,7 @@ def backend(label_studio, trained_registry, base_train, tmp_path_factory):
         "CRACKAL_CACHE": str(work / "cache"),
         "PYTHONUNBUFFERED": "1",
     }
-    log = work / "backend.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "crackal", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 60, proc, log)
-        yield {"url": f"http://127.0.0.1:{port}", "log": log, "env": env}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "crackal", "serve", "--port", str(port)]
+    with server.running(cmd, env, work / "backend.log", f"{url}/health", 60, cwd=REPO):
+        yield {"url": url, "log": work / "backend.log", "env": env}

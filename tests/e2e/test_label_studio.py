@@ -10,6 +10,8 @@ import pytest
 from label_studio_sdk.converter.brush import decode_rle
 from PIL import Image
 
+from backend.label_studio import LabelStudio, LabelStudioError
+from backend.settings import Settings
 from selection.embed import embed_paths
 from selection.scoring import score_set
 from training.metrics import Counts, image_counts, scores
@@ -180,3 +182,13 @@ def test_retrieve_predictions_action_calls_predict_with_the_same_scores(label_st
         pred = prediction(t, version)
         assert pred["result"][0]["type"] == "brushlabels"
         assert pred["score"] == pytest.approx(before[t["id"]], abs=1e-6)
+
+
+def test_a_wrong_api_key_is_a_clear_error(label_studio, project):
+    client = LabelStudio(Settings(label_studio_url=label_studio.url, label_studio_api_key="0" * 40))
+    with pytest.raises(LabelStudioError, match="refused the API key \\(401\\)"):
+        client.project(project["id"])
+    good = LabelStudio(
+        Settings(label_studio_url=label_studio.url, label_studio_api_key=label_studio.token)
+    )
+    assert good.project(project["id"])["id"] == project["id"]

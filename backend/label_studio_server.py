@@ -1,0 +1,97 @@
+"""Running a local Label Studio server from its own virtualenv (for the demo, the end-to-end
+tests and the benchmarks): SQLite in a data folder, loopback only, an admin user with a
+known API token, and the settings a backend on 127.0.0.1 needs (label-studio 1.23)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, seconds: float, proc: subprocess.Popen, log: Path) -> None:
+    """Poll `url` until it answers 200; fail early, with the log's tail, if `proc` dies."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited at start:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not up after {seconds:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def running(
+    cmd: list[str],
+    env: dict[str, str],
+    log: Path,
+    health_url: str,
+    start_seconds: float,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen]:
+    """Start a server process logging to `log`, wait for `health_url`, stop it afterwards."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+    try:
+        wait_until_up(health_url, start_seconds, proc, log)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class LabelStudioServer:
+    url: str
+    token: str
+    username: str
+    password: str
+    log: Path
+
+
+@contextlib.contextmanager
+def label_studio(
+    binary: Path, data: Path, port: int | None = None, password: str | None = None
+) -> Iterator[LabelStudioServer]:
+    """A Label Studio server on 127.0.0.1 with its data in `data`; stopped on exit."""
+    data.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    token = secrets.token_hex(20)
+    password = password or secrets.token_urlsafe(12)
+    env = {
+        **os.environ,
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+        "LABEL_STUDIO_USERNAME": "admin@example.com",
+        "LABEL_STUDIO_PASSWORD": password,
+        "LABEL_STUDIO_USER_TOKEN": token,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        # let it call a backend on 127.0.0.1, and never phone home
+        "ML_BLOCK_LOCAL_IP": "false",
+        "SSRF_PROTECTION_ENABLED": "false",
+        "SENTRY_DSN": "",
+        "LATEST_VERSION_CHECK": "false",
+    }
+    url = f"http://127.0.0.1:{port}"
+    log = data / "label-studio.log"
+    cmd = [str(binary), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)]
+    with running(cmd, env, log, f"{url}/health", 300, cwd=data):
+        yield LabelStudioServer(url, token, "admin@example.com", password, log)
