@@ -16,13 +16,16 @@ from werkzeug.exceptions import BadRequest
 
 from backend.jobs import ThreadRunner
 from backend.label_config import LabelConfigError, parse_brush_target
+from backend.retrain import retrain_project
 from backend.service import Service, project_id_of
 from backend.settings import Settings
 from training.registry import Registry, RegistryError
+from training.train import TrainConfig
 
 log = logging.getLogger("crackal.backend")
 
 RESCORE_EVENTS = {"TASKS_CREATED", "TASKS_DELETED"}
+LABEL_EVENTS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"}
 
 
 def create_app(
@@ -32,9 +35,10 @@ def create_app(
 ) -> Flask:
     settings = settings or Settings.from_env()
     service = service or Service(settings)
-    runner = runner or ThreadRunner()
+    runner = runner or ThreadRunner(retries=settings.job_retries)
     registry = Registry(settings.registry)
     scored: dict[int, str] = {}  # project -> model version its queue was last ordered for
+    label_events: dict[int, int] = {}  # project -> label changes since its last retraining
     app = Flask("crackal")
     app.config["crackal.runner"] = runner
     app.config["crackal.service"] = service
@@ -46,6 +50,17 @@ def create_app(
             return report.as_dict()
 
         return runner.submit(f"rescore:{project}", job)
+
+    def retrain(project: int) -> str:
+        def job() -> dict[str, Any]:
+            result = retrain_project(
+                service, project, settings.promote, TrainConfig.adapt(steps=settings.adapt_steps)
+            )
+            scored[project] = result.get("serving", scored.get(project, ""))
+            return result
+
+        label_events[project] = 0
+        return runner.submit(f"retrain:{project}", job)
 
     @app.before_request
     def check_auth():
@@ -123,10 +138,26 @@ def create_app(
         action = body.get("action")
         if not action:
             return jsonify(error="webhook without 'action'"), 400
-        status = "ignored"
-        if action in RESCORE_EVENTS and body.get("project") is not None:
-            status = rescore(project_id_of(body["project"]))
-        return jsonify(action=action, status=status)
+        if body.get("project") is None:
+            return jsonify(action=action, status="ignored: no project")
+        project = project_id_of(body["project"])
+        if action == "START_TRAINING":
+            return jsonify(action=action, status=retrain(project))
+        if action in LABEL_EVENTS:
+            if (body.get("annotation") or {}).get("was_cancelled"):
+                return jsonify(action=action, status="ignored: skipped task, not a label")
+            label_events[project] = label_events.get(project, 0) + 1
+            if label_events[project] >= settings.retrain_threshold:
+                return jsonify(action=action, status=retrain(project))
+            return jsonify(
+                action=action,
+                status="counted",
+                label_changes=label_events[project],
+                threshold=settings.retrain_threshold,
+            )
+        if action in RESCORE_EVENTS:
+            return jsonify(action=action, status=rescore(project))
+        return jsonify(action=action, status="ignored")
 
     @app.post("/train")
     def train():

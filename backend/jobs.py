@@ -9,7 +9,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 log = logging.getLogger("crackal.jobs")
@@ -24,23 +24,20 @@ class JobRecord:
     ended: float | None = None
     result: Any = None
     error: str | None = None
+    attempt: int = 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "state": self.state,
-            "submitted": self.submitted,
-            "started": self.started,
-            "ended": self.ended,
-            "result": self.result,
-            "error": self.error,
-        }
+        return asdict(self)
 
 
 class ThreadRunner:
-    """Runs submitted callables one at a time on a daemon thread."""
+    """Runs submitted callables one at a time on a daemon thread. A job that raises is run
+    again up to `retries` times, after `backoff` * 4**k seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, retries: int = 2, backoff: float = 5.0) -> None:
+        self.retries = retries
+        self.backoff = backoff
+        self._attempts: dict[str, int] = {}
         self._queue: queue.Queue[tuple[str, Callable[[], Any]]] = queue.Queue()
         self._lock = threading.Lock()
         self._pending: dict[str, Callable[[], Any]] = {}  # queued, not started
@@ -59,7 +56,7 @@ class ThreadRunner:
                 self._follow_up[key] = fn
                 return "follow-up"
             self._pending[key] = fn
-            self.last[key] = JobRecord(key)
+            self.last[key] = JobRecord(key, attempt=self._attempts.get(key, 0) + 1)
         self._queue.put((key, fn))
         return "queued"
 
@@ -77,7 +74,7 @@ class ThreadRunner:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._pending and self._running is None and not self._follow_up:
+                if not (self._pending or self._running or self._follow_up or self._attempts):
                     return True
             time.sleep(0.05)
         return False
@@ -90,15 +87,29 @@ class ThreadRunner:
                 self._running = key
                 record = self.last.setdefault(key, JobRecord(key))
                 record.state, record.started = "running", time.time()
+            retry = None
             try:
                 record.result = fn()
                 record.state = "finished"
+                self._attempts.pop(key, None)
             except Exception as exc:  # a job's failure must not kill the worker
                 record.state, record.error = "failed", f"{exc.__class__.__name__}: {exc}"
-                log.error("job %s failed:\n%s", key, traceback.format_exc())
+                log.error(
+                    "job %s failed (attempt %d):\n%s", key, record.attempt, traceback.format_exc()
+                )
+                if record.attempt <= self.retries:
+                    self._attempts[key] = record.attempt
+                    retry = self.backoff * 4 ** (record.attempt - 1)
+                    record.state = f"failed, retrying in {retry:g} s"
+                else:
+                    self._attempts.pop(key, None)
             record.ended = time.time()
             with self._lock:
                 self._running = None
                 again = self._follow_up.pop(key, None)
             if again is not None:
                 self.submit(key, again)
+            elif retry is not None:
+                timer = threading.Timer(retry, self.submit, (key, fn))
+                timer.daemon = True
+                timer.start()

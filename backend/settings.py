@@ -36,6 +36,10 @@ class Settings:
     basic_auth_user: str = ""
     basic_auth_password: str = ""
     request_timeout: float = 30.0
+    retrain_threshold: int = 3  # new or changed labels that start a retraining job
+    promote: str = "if-better"  # always | if-better | never
+    adapt_steps: int = 300
+    job_retries: int = 2  # a failed job is retried this many times, with backoff
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -65,4 +69,10 @@ class Settings:
         s.max_image_pixels = int(e.get("CRACKAL_MAX_IMAGE_PIXELS", s.max_image_pixels))
         s.basic_auth_user = e.get("BASIC_AUTH_USER", "")
         s.basic_auth_password = e.get("BASIC_AUTH_PASS", "")
+        s.retrain_threshold = int(e.get("CRACKAL_RETRAIN_THRESHOLD", s.retrain_threshold))
+        s.promote = e.get("CRACKAL_PROMOTE", s.promote)
+        if s.promote not in ("always", "if-better", "never"):
+            raise ValueError(f"CRACKAL_PROMOTE must be always, if-better or never: {s.promote!r}")
+        s.adapt_steps = int(e.get("CRACKAL_ADAPT_STEPS", s.adapt_steps))
+        s.job_retries = int(e.get("CRACKAL_JOB_RETRIES", s.job_retries))
         return s

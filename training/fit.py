@@ -46,12 +46,14 @@ def fit_version(
     promote: str = "always",
     note: str = "",
     progress: bool = True,
+    also_evaluate: dict[str, Sequence[Loaded]] | None = None,
 ) -> FitOutcome:
     """Train from `parent` (a registry version) or from ImageNet weights, then register.
 
     `promote`: "always" makes the new version current; "if-better" only when its validation
     ODS is at least the parent's (otherwise the parent keeps serving, and the outcome says
-    so); "never" only registers it.
+    so); "never" only registers it. `also_evaluate` names more sets whose ODS is stored in
+    the version's metrics beside the validation set's.
     """
     if promote not in ("always", "if-better", "never"):
         raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
@@ -71,6 +73,9 @@ def fit_version(
         ev = evaluate(model, encoder, val_items, tolerance=TOLERANCE_PX)
         metrics["val"] = ev.scores.as_dict()
         metrics["val"]["ods_tolerance_2px"] = ev.tolerant.ods if ev.tolerant else None
+    for name, items in (also_evaluate or {}).items():
+        if items:
+            metrics[name] = evaluate(model, encoder, items).scores.as_dict()
     meta = {
         "encoder": encoder,
         "architecture": "UnetPlusPlus",

@@ -79,7 +79,20 @@ def base_train(real_subset) -> Path:
 
 
 @pytest.fixture(scope="session")
-def backend(label_studio, trained_registry, base_train, tmp_path_factory):
+def base_val(crack_data, tmp_path_factory) -> Path:
+    """A small validation set (images/ + masks/) for retraining: 12 DeepCrack val images."""
+    root = tmp_path_factory.mktemp("val")
+    for sub in ("images", "masks"):
+        (root / sub).mkdir()
+    for path in sorted((crack_data / "deepcrack" / "val" / "images").iterdir())[::5]:
+        (root / "images" / path.name).symlink_to(path)
+        mask = crack_data / "deepcrack" / "val" / "masks" / f"{path.stem}.png"
+        (root / "masks" / mask.name).symlink_to(mask)
+    return root
+
+
+@pytest.fixture(scope="session")
+def backend(label_studio, trained_registry, base_train, base_val, tmp_path_factory):
     """`crackal serve` on a free port, configured like a deployment (environment only)."""
     port = server.free_port()
     work = tmp_path_factory.mktemp("backend")
@@ -90,6 +103,9 @@ def backend(label_studio, trained_registry, base_train, tmp_path_factory):
         "CRACKAL_REGISTRY": str(trained_registry.root),
         "CRACKAL_BASE_TRAIN": str(base_train),
         "CRACKAL_CACHE": str(work / "cache"),
+        "CRACKAL_BASE_VAL": str(base_val),
+        "CRACKAL_ADAPT_STEPS": "20",
+        "CRACKAL_PROMOTE": "always",
         "PYTHONUNBUFFERED": "1",
     }
     url = f"http://127.0.0.1:{port}"

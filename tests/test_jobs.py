@@ -1,0 +1,63 @@
+"""The in-process job runner: one job per key, exactly one follow-up, retries with backoff."""
+
+import threading
+
+from backend.jobs import ThreadRunner
+
+
+def test_one_job_per_key_and_exactly_one_follow_up():
+    runner = ThreadRunner(retries=0)
+    started, release, runs = threading.Event(), threading.Event(), []
+
+    def job():
+        runs.append(len(runs))
+        if len(runs) == 1:
+            started.set()
+            release.wait(10)
+        return len(runs)
+
+    assert runner.submit("retrain:1", job) == "queued"
+    assert started.wait(10)
+    answers = [runner.submit("retrain:1", job) for _ in range(5)]
+    assert answers == ["follow-up"] * 5
+    assert runner.status()["running"] == "retrain:1"
+    release.set()
+    assert runner.wait_idle(10)
+    assert runs == [0, 1]  # the first run, then one follow-up for all five events
+    assert runner.status()["last"]["retrain:1"]["result"] == 2
+
+
+def test_a_queued_key_is_not_queued_twice():
+    runner = ThreadRunner(retries=0)
+    gate = threading.Event()
+    runner.submit("block", lambda: gate.wait(10))
+    assert runner.submit("rescore:1", lambda: 1) == "queued"
+    assert runner.submit("rescore:1", lambda: 2) == "already queued"
+    gate.set()
+    assert runner.wait_idle(10)
+    assert runner.status()["last"]["rescore:1"]["result"] == 1
+
+
+def test_failures_are_retried_with_backoff_then_reported():
+    runner = ThreadRunner(retries=2, backoff=0.01)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("Label Studio is down")
+        return "done"
+
+    runner.submit("job", flaky)
+    assert runner.wait_idle(10)
+    record = runner.status()["last"]["job"]
+    assert (record["state"], record["attempt"], record["result"]) == ("finished", 3, "done")
+
+    def broken():
+        raise ValueError("bad label config")
+
+    runner.submit("bad", broken)
+    assert runner.wait_idle(10)
+    record = runner.status()["last"]["bad"]
+    assert record["state"] == "failed" and record["attempt"] == 3
+    assert record["error"] == "ValueError: bad label config"
