@@ -14,13 +14,11 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import BadRequest
 
-from backend.jobs import ThreadRunner
 from backend.label_config import LabelConfigError, parse_brush_target
-from backend.retrain import retrain_project
+from backend.queues import JobQueue, make_queue
 from backend.service import Service, project_id_of
 from backend.settings import Settings
 from training.registry import Registry, RegistryError
-from training.train import TrainConfig
 
 log = logging.getLogger("crackal.backend")
 
@@ -31,36 +29,24 @@ LABEL_EVENTS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED
 def create_app(
     settings: Settings | None = None,
     service: Service | None = None,
-    runner: ThreadRunner | None = None,
+    queue: JobQueue | None = None,
 ) -> Flask:
     settings = settings or Settings.from_env()
     service = service or Service(settings)
-    runner = runner or ThreadRunner(retries=settings.job_retries)
+    queue = queue or make_queue(service)
     registry = Registry(settings.registry)
-    scored: dict[int, str] = {}  # project -> model version its queue was last ordered for
-    label_events: dict[int, int] = {}  # project -> label changes since its last retraining
+    scored: dict[int, str] = {}  # project -> model version a scoring was last queued for
     app = Flask("crackal")
-    app.config["crackal.runner"] = runner
+    app.config["crackal.queue"] = queue
     app.config["crackal.service"] = service
 
     def rescore(project: int) -> str:
-        def job() -> dict[str, Any]:
-            report = service.rescore_project(project)
-            scored[project] = report.model_version
-            return report.as_dict()
-
-        return runner.submit(f"rescore:{project}", job)
+        scored[project] = registry.current() or ""
+        return queue.submit("rescore", project)
 
     def retrain(project: int) -> str:
-        def job() -> dict[str, Any]:
-            result = retrain_project(
-                service, project, settings.promote, TrainConfig.adapt(steps=settings.adapt_steps)
-            )
-            scored[project] = result.get("serving", scored.get(project, ""))
-            return result
-
-        label_events[project] = 0
-        return runner.submit(f"retrain:{project}", job)
+        queue.reset_label_events(project)
+        return queue.submit("retrain", project)
 
     @app.before_request
     def check_auth():
@@ -92,11 +78,14 @@ def create_app(
     @app.get("/")
     @app.get("/health")
     def health():
+        current = registry.current()
+        metrics = registry.meta(current).get("metrics") if current else None
         return jsonify(
             status="UP",
             model_class="crackal",
-            model_version=registry.current(),
-            jobs=runner.status(),
+            model_version=current,
+            metrics=metrics,
+            jobs=queue.status(),
         )
 
     @app.post("/setup")
@@ -146,13 +135,13 @@ def create_app(
         if action in LABEL_EVENTS:
             if (body.get("annotation") or {}).get("was_cancelled"):
                 return jsonify(action=action, status="ignored: skipped task, not a label")
-            label_events[project] = label_events.get(project, 0) + 1
-            if label_events[project] >= settings.retrain_threshold:
+            changes = queue.count_label_event(project)
+            if changes >= settings.retrain_threshold:
                 return jsonify(action=action, status=retrain(project))
             return jsonify(
                 action=action,
                 status="counted",
-                label_changes=label_events[project],
+                label_changes=changes,
                 threshold=settings.retrain_threshold,
             )
         if action in RESCORE_EVENTS:

@@ -40,6 +40,7 @@ class Settings:
     promote: str = "if-better"  # always | if-better | never
     adapt_steps: int = 300
     job_retries: int = 2  # a failed job is retried this many times, with backoff
+    redis_url: str = ""  # set: jobs go to rq workers; unset: a thread of the backend runs them
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -75,4 +76,5 @@ class Settings:
             raise ValueError(f"CRACKAL_PROMOTE must be always, if-better or never: {s.promote!r}")
         s.adapt_steps = int(e.get("CRACKAL_ADAPT_STEPS", s.adapt_steps))
         s.job_retries = int(e.get("CRACKAL_JOB_RETRIES", s.job_retries))
+        s.redis_url = e.get("REDIS_URL", "")
         return s

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from crackal import __version__, adapt, evaluate, models, score, serve, train
+from crackal import __version__, adapt, evaluate, models, score, serve, status, train, worker
 from selection.images import DatasetError
 from training.registry import RegistryError
 
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_parser(sub)
     models.add_parser(sub)
     serve.add_parser(sub)
+    worker.add_parser(sub)
+    status.add_parser(sub)
     return parser
 
 

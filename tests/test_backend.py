@@ -185,10 +185,10 @@ def test_webhooks_are_acknowledged_and_only_pool_changes_enqueue(client):
 
 
 def test_label_studio_unreachable_is_a_visible_job_error(client):
-    runner = client.application.config["crackal.runner"]
+    queue = client.application.config["crackal.queue"]
     client.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 11}})
-    assert runner.wait_idle(60)
-    record = runner.status()["last"]["rescore:11"]
+    assert queue.runner.wait_idle(60)
+    record = queue.status()["last"]["rescore:11"]
     assert record["state"] == "failed" and "unreachable" in record["error"]
     assert client.get("/health").get_json()["jobs"]["last"]["rescore:11"]["state"] == "failed"
 

@@ -1,0 +1,198 @@
+"""Where background jobs run: in the backend process (no REDIS_URL) or on rq workers.
+
+Both give the same guarantees: at most one job per (kind, project) queued or running; a
+submission while it runs causes exactly one follow-up run; failures are retried with
+backoff and stay visible in `status()`. Label events are counted per project here too, so
+several backend processes behind one Redis share the count.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from typing import Any, Protocol
+
+from backend.job_functions import run_job, worker_service
+from backend.jobs import ThreadRunner
+from backend.service import Service
+
+
+class JobQueue(Protocol):
+    def submit(self, kind: str, project: int) -> str: ...
+    def status(self) -> dict[str, Any]: ...
+    def count_label_event(self, project: int) -> int: ...
+    def reset_label_events(self, project: int) -> None: ...
+
+
+class EmbeddedQueue:
+    """Jobs on a thread of this process (one machine, no Redis)."""
+
+    def __init__(self, service: Service, retries: int = 2, backoff: float = 5.0) -> None:
+        self.service = service
+        self.runner = ThreadRunner(retries=retries, backoff=backoff)
+        self._events: dict[int, int] = {}
+
+    def submit(self, kind: str, project: int) -> str:
+        return self.runner.submit(f"{kind}:{project}", lambda: run_job(kind, project, self.service))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "backend": "embedded",
+            **self.runner.status(),
+            "label_changes": {str(k): v for k, v in self._events.items()},
+        }
+
+    def count_label_event(self, project: int) -> int:
+        self._events[project] = self._events.get(project, 0) + 1
+        return self._events[project]
+
+    def reset_label_events(self, project: int) -> None:
+        self._events[project] = 0
+
+
+# Atomic submit: queue unless queued; when running, flag exactly one follow-up.
+_SUBMIT = """
+if redis.call('SET', KEYS[1], 'queued', 'NX', 'EX', ARGV[1]) then return 'queued' end
+if redis.call('GET', KEYS[1]) == 'running' then
+  redis.call('SET', KEYS[2], '1') return 'follow-up' end
+return 'already queued'
+"""
+# Atomic finish: hand over to the follow-up (state back to queued) or clear the state.
+_FINISH = """
+if redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('SET', KEYS[1], 'queued', 'EX', ARGV[1]) return 1 end
+redis.call('DEL', KEYS[1]) return 0
+"""
+PREFIX = "crackal"
+QUEUE = "crackal"
+JOB_TIMEOUT = 3600
+# A state outlives its job by this much at most: a worker killed mid-job cannot block its
+# project for longer (rq moves the abandoned job to its failed registry).
+STATE_TTL = JOB_TIMEOUT + 300
+
+
+def _keys(key: str) -> list[str]:
+    return [f"{PREFIX}:state:{key}", f"{PREFIX}:follow-up:{key}"]
+
+
+class RedisQueue:
+    """Jobs on rq workers (`crackal worker`), sharing one Redis and one registry folder."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        retries: int = 2,
+        backoff: float = 5.0,
+        connection: Any = None,
+    ) -> None:
+        from redis import Redis
+        from rq import Queue
+
+        self.redis = connection or Redis.from_url(redis_url)
+        self.queue = Queue(QUEUE, connection=self.redis)
+        self.retries = retries
+        self.backoff = backoff
+
+    def submit(self, kind: str, project: int) -> str:
+        key = f"{kind}:{project}"
+        answer = self.redis.eval(_SUBMIT, 2, *_keys(key), STATE_TTL)
+        answer = answer.decode() if isinstance(answer, bytes) else answer
+        if answer == "queued":
+            self._enqueue(kind, project)
+        return answer
+
+    def _enqueue(self, kind: str, project: int) -> None:
+        from rq import Retry
+
+        retry = None
+        if self.retries:
+            retry = Retry(
+                max=self.retries, interval=[int(self.backoff * 4**k) for k in range(self.retries)]
+            )
+        self.queue.enqueue(
+            run_in_worker,
+            kind,
+            project,
+            self.retries,
+            self.backoff,
+            retry=retry,
+            job_timeout=3600,
+            result_ttl=86400,
+            failure_ttl=86400,
+        )
+
+    def status(self) -> dict[str, Any]:
+        states = {}
+        for name in self.redis.scan_iter(f"{PREFIX}:state:*"):
+            name = name.decode()
+            states[name.split(":", 2)[2]] = (self.redis.get(name) or b"").decode()
+        last = {}
+        for name in self.redis.scan_iter(f"{PREFIX}:last:*"):
+            raw = self.redis.get(name)
+            if raw:
+                last[name.decode().split(":", 2)[2]] = json.loads(raw)
+        events = {}
+        for name in self.redis.scan_iter(f"{PREFIX}:label-events:*"):
+            events[name.decode().rsplit(":", 1)[1]] = int(self.redis.get(name) or 0)
+        return {
+            "backend": "rq",
+            "queued": sorted(k for k, v in states.items() if v == "queued"),
+            "running": sorted(k for k, v in states.items() if v == "running"),
+            "queue_length": len(self.queue),
+            "last": last,
+            "label_changes": events,
+        }
+
+    def count_label_event(self, project: int) -> int:
+        return int(self.redis.incr(f"{PREFIX}:label-events:{project}"))
+
+    def reset_label_events(self, project: int) -> None:
+        self.redis.delete(f"{PREFIX}:label-events:{project}")
+
+
+def run_in_worker(
+    kind: str, project: int, retries: int = 2, backoff: float = 5.0, service: Service | None = None
+) -> dict[str, Any]:
+    """The rq job: run `kind` for `project`, record the outcome, hand over to a follow-up."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    redis = job.connection
+    key = f"{kind}:{project}"
+    state, follow_up = _keys(key)
+    redis.set(state, "running", ex=STATE_TTL)
+    record = {
+        "key": key,
+        "state": "running",
+        "started": time.time(),
+        "job": job.id,
+        "attempt": retries - (job.retries_left or 0) + 1 if job.retries_left is not None else 1,
+    }
+    redis.set(f"{PREFIX}:last:{key}", json.dumps(record))
+    try:
+        record["result"] = run_job(kind, project, service or worker_service())
+        record["state"] = "finished"
+    except Exception as exc:
+        record["error"] = f"{exc.__class__.__name__}: {exc}"
+        record["traceback"] = traceback.format_exc()[-4000:]
+        if job.retries_left:
+            record["state"] = "failed, will be retried"
+            redis.set(state, "queued", ex=STATE_TTL)  # rq re-enqueues this job itself
+            raise
+        record["state"] = "failed"
+        raise
+    finally:
+        record["ended"] = time.time()
+        redis.set(f"{PREFIX}:last:{key}", json.dumps(record, default=str))
+        if record["state"] in ("finished", "failed") and redis.eval(_FINISH, 2, state, follow_up):
+            RedisQueue(connection=redis, retries=retries, backoff=backoff)._enqueue(kind, project)
+    return record["result"]
+
+
+def make_queue(service: Service) -> JobQueue:
+    """rq when REDIS_URL is set, else the embedded thread."""
+    s = service.settings
+    if s.redis_url:
+        return RedisQueue(s.redis_url, retries=s.job_retries)
+    return EmbeddedQueue(service, retries=s.job_retries)

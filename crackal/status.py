@@ -1,0 +1,42 @@
+"""`crackal status`: what a running backend serves and what its jobs are doing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import requests
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="current model version, queued/running jobs, last results")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("CRACKAL_URL", "http://127.0.0.1:9090"),
+        help="the backend's address (default: $CRACKAL_URL or http://127.0.0.1:9090)",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        health = requests.get(f"{args.url.rstrip('/')}/health", timeout=10).json()
+    except (requests.RequestException, ValueError) as exc:
+        raise ValueError(f"no backend answering at {args.url} ({exc.__class__.__name__})") from None
+    jobs = health.get("jobs", {})
+    print(f"model version: {health.get('model_version')}")
+    val = (health.get("metrics") or {}).get("val") or {}
+    if val:
+        print(f"validation ODS: {val.get('ods'):.4f} (threshold {val.get('ods_threshold')})")
+    print(
+        f"jobs ({jobs.get('backend')}): queued {jobs.get('queued')}, running {jobs.get('running')}"
+    )
+    for key, record in sorted((jobs.get("last") or {}).items()):
+        print(
+            f"  {key}: {record.get('state')}"
+            + (f" - {record['error']}" if record.get("error") else "")
+        )
+        if record.get("result"):
+            print("    " + json.dumps(record["result"], default=str)[:300])
+    return 0
