@@ -103,7 +103,11 @@ def create_app(
         if body.get("project") is not None:
             project = project_id_of(body["project"])
             if scored.get(project) != version:
-                rescore(project)
+                try:
+                    rescore(project)
+                except Exception as exc:  # Redis down: connect anyway, score later
+                    scored.pop(project, None)
+                    log.error("project %s: scoring not queued: %s", project, exc)
         return jsonify(model_version=version)
 
     @app.post("/predict")
@@ -123,6 +127,15 @@ def create_app(
 
     @app.post("/webhook")
     def webhook():
+        try:
+            return handle_webhook()
+        except (BadRequest, ValueError):
+            raise
+        except Exception as exc:  # e.g. Redis down: answer at once, the job is not lost
+            log.error("webhook not queued: %s", exc)  # the next event or /setup reconciles
+            return jsonify(status=f"not queued: {exc.__class__.__name__}: {exc}"), 200
+
+    def handle_webhook():
         body = _json()
         action = body.get("action")
         if not action:

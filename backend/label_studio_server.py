@@ -23,6 +23,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until(predicate, seconds: float, what: str) -> None:
+    """Call `predicate` until it returns true without raising; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not ready after {seconds:.0f} s")
+
+
 def wait_until_up(url: str, seconds: float, proc: subprocess.Popen, log: Path) -> None:
     """Poll `url` until it answers 200; fail early, with the log's tail, if `proc` dies."""
     deadline = time.monotonic() + seconds

@@ -89,7 +89,11 @@ class RedisQueue:
         from redis import Redis
         from rq import Queue
 
-        self.redis = connection or Redis.from_url(redis_url)
+        # Short timeouts: a webhook must be answered within Label Studio's 1 s even when
+        # Redis is down (the event is then reported, and recovered by reconciliation).
+        self.redis = connection or Redis.from_url(
+            redis_url, socket_connect_timeout=0.3, socket_timeout=0.5
+        )
         self.queue = Queue(QUEUE, connection=self.redis)
         self.retries = retries
         self.backoff = backoff

@@ -7,7 +7,7 @@ Prints:
   fetching every image from Label Studio, embedding, PCA + I_dist, masks, bulk import and
   queue ordering; first with a cold feature cache, then again with a warm one.
 
-Needs Label Studio in .venv-ls (./scripts/setup-label-studio) and a model registry
+Needs Label Studio in .venv-ls (./scripts/setup-services) and a model registry
 (`--registry`, e.g. one made by `crackal train`).
 Usage: python benchmarks/backend.py --registry registry [--tasks 1000] [--requests 30]
 """

@@ -6,11 +6,15 @@ $LABEL_STUDIO_BIN) on a free loopback port, with SQLite in a temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from backend import label_studio_server as server
@@ -91,16 +95,14 @@ def base_val(crack_data, tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def backend(label_studio, trained_registry, base_train, base_val, tmp_path_factory):
-    """`crackal serve` on a free port, configured like a deployment (environment only)."""
-    port = server.free_port()
-    work = tmp_path_factory.mktemp("backend")
-    env = {
+def backend_env(
+    label_studio, registry: Registry, base_train: Path, base_val: Path, work: Path
+) -> dict[str, str]:
+    return {
         **os.environ,
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.token,
-        "CRACKAL_REGISTRY": str(trained_registry.root),
+        "CRACKAL_REGISTRY": str(registry.root),
         "CRACKAL_BASE_TRAIN": str(base_train),
         "CRACKAL_CACHE": str(work / "cache"),
         "CRACKAL_BASE_VAL": str(base_val),
@@ -108,7 +110,113 @@ def backend(label_studio, trained_registry, base_train, base_val, tmp_path_facto
         "CRACKAL_PROMOTE": "always",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+@contextlib.contextmanager
+def crackal_serve(env: dict[str, str], work: Path):
+    port = server.free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "crackal", "serve", "--port", str(port)]
     with server.running(cmd, env, work / "backend.log", f"{url}/health", 60, cwd=REPO):
         yield {"url": url, "log": work / "backend.log", "env": env}
+
+
+@pytest.fixture(scope="session")
+def backend(label_studio, trained_registry, base_train, base_val, tmp_path_factory):
+    """`crackal serve` without Redis: jobs run on a thread of the backend."""
+    work = tmp_path_factory.mktemp("backend")
+    env = backend_env(label_studio, trained_registry, base_train, base_val, work)
+    with crackal_serve(env, work) as b:
+        yield b
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port that a test may stop and start."""
+
+    def __init__(self, binary: str, work: Path) -> None:
+        self.binary, self.work = binary, work
+        self.port = server.free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            cwd=self.work,
+        )
+        client = redis.Redis.from_url(self.url)
+        server.wait_until(lambda: client.ping(), 20, "redis-server")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server not installed (scripts/setup-services installs it)")
+        pytest.skip("redis-server not installed")
+    r = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    r.start()
+    yield r
+    r.stop()
+
+
+class Worker:
+    """`crackal worker` as a process that a test may kill and restart."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log, self.proc = env, log, None
+
+    def start(self) -> None:
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "crackal", "worker"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.terminate()
+            self.proc.wait(20)
+
+
+@pytest.fixture(scope="session")
+def rq_backend(
+    label_studio, trained_registry, base_train, base_val, redis_server, tmp_path_factory
+):
+    """`crackal serve` with REDIS_URL, and one `crackal worker` running its jobs."""
+    work = tmp_path_factory.mktemp("rq-backend")
+    env = {
+        **backend_env(label_studio, trained_registry, base_train, base_val, work),
+        "REDIS_URL": redis_server.url,
+    }
+    worker = Worker(env, work / "worker.log")
+    worker.start()
+    try:
+        with crackal_serve(env, work) as b:
+            yield {**b, "worker": worker, "redis": redis_server}
+    finally:
+        worker.stop()

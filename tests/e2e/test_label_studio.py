@@ -3,8 +3,6 @@ farthest-first queue on real images (CrackForest photos and BSDS500 non-crack ph
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from label_studio_sdk.converter.brush import decode_rle
@@ -17,65 +15,19 @@ from selection.scoring import score_set
 from training.metrics import Counts, image_counts, scores
 from training.model_features import model_extractor
 
-BRUSH_CONFIG = """<View>
-  <Image name="image" value="$image" zoom="true"/>
-  <BrushLabels name="tag" toName="image">
-    <Label value="crack" background="#ff0000"/>
-  </BrushLabels>
-</View>"""
+from .helpers import make_project, prediction, wait_for
 
 N_CRACK, N_PLAIN = 12, 12
-
-
-def wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
 def project(label_studio, backend, crack_data, trained_registry):
     """A brush project with 24 real images, connected to the backend and fully scored."""
-    ls = label_studio
-    proj = ls.call("POST", "/api/projects", json={"title": "cracks", "label_config": BRUSH_CONFIG})
     crack = sorted((crack_data / "cfd" / "images").iterdir())[::9][:N_CRACK]
     plain = sorted((crack_data / "bsds500" / "images").iterdir())[::16][:N_PLAIN]
-    files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(crack + plain)}
-    ls.call("POST", f"/api/projects/{proj['id']}/import", files=files)
-    ls.call(
-        "POST",
-        "/api/ml",
-        json={
-            "url": backend["url"],
-            "project": proj["id"],
-            "title": "crackal",
-            "is_interactive": False,
-        },
+    return make_project(
+        label_studio, backend["url"], "cracks", crack + plain, trained_registry.current()
     )
-    version = trained_registry.current()
-
-    def scored():
-        tasks = ls.tasks(proj["id"])
-        done = [
-            t
-            for t in tasks
-            if any(p.get("model_version") == version for p in t.get("predictions") or [])
-        ]
-        return tasks if len(done) == len(tasks) == N_CRACK + N_PLAIN else None
-
-    tasks = wait_for(scored, 300, "every task to get a prediction of the current model")
-    by_name = {p.name: p for p in crack + plain}
-    for t in tasks:  # uploaded file names are prefixed by Label Studio: <8 hex>-<name>
-        t["source"] = by_name[t["data"]["image"].rsplit("/", 1)[-1].split("-", 1)[1]]
-    return {"id": proj["id"], "tasks": tasks, "version": version}
-
-
-def prediction(task: dict, version: str) -> dict:
-    return next(p for p in task["predictions"] if p["model_version"] == version)
 
 
 def test_every_task_has_a_brush_mask_of_its_image_size(project):

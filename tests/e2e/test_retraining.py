@@ -1,101 +1,46 @@
-"""The retraining loop end to end: labels posted in Label Studio -> webhooks -> a new model
-version -> its predictions imported for every unlabelled task -> the queue follows it."""
+"""The retraining loop end to end, on a real Redis with a real `crackal worker` (rq):
+labels posted in Label Studio -> webhooks -> a new model version -> its predictions for
+every unlabelled task -> the queue follows it. And the loop survives Redis going away."""
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 import requests
-from label_studio_sdk.converter.brush import mask2rle
-from PIL import Image
 
-CONFIG = """<View><Image name="image" value="$image"/>
-<BrushLabels name="tag" toName="image"><Label value="crack"/></BrushLabels></View>"""
-
-
-def wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+from .helpers import brush_annotation, make_project, wait_for
 
 
 @pytest.fixture(scope="module")
-def project(label_studio, backend, crack_data, trained_registry):
-    ls = label_studio
-    proj = ls.call("POST", "/api/projects", json={"title": "retrain", "label_config": CONFIG})
+def project(label_studio, rq_backend, crack_data, trained_registry):
     paths = sorted((crack_data / "crack500" / "images").iterdir())[::30][:10]
-    files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(paths)}
-    ls.call("POST", f"/api/projects/{proj['id']}/import", files=files)
-    ls.call(
-        "POST",
-        "/api/ml",
-        json={
-            "url": backend["url"],
-            "project": proj["id"],
-            "title": "crackal",
-            "is_interactive": False,
-        },
+    return make_project(
+        label_studio, rq_backend["url"], "retrain", paths, trained_registry.current()
     )
-    version = trained_registry.current()
-    wait_for(
-        lambda: all(
-            any(p["model_version"] == version for p in t["predictions"])
-            for t in ls.tasks(proj["id"])
-        ),
-        240,
-        "the first scoring",
-    )
-    by_name = {p.name: p for p in paths}
-    tasks = ls.tasks(proj["id"])
-    for t in tasks:
-        t["source"] = by_name[t["data"]["image"].rsplit("/", 1)[-1].split("-", 1)[1]]
-    return {"id": proj["id"], "tasks": tasks, "version": version}
 
 
-def brush_annotation(task: dict, crack_data) -> dict:
-    mask = np.asarray(Image.open(crack_data / "crack500" / "masks" / f"{task['source'].stem}.png"))
-    h, w = mask.shape
-    return {
-        "result": [
-            {
-                "from_name": "tag",
-                "to_name": "image",
-                "type": "brushlabels",
-                "original_width": w,
-                "original_height": h,
-                "image_rotation": 0,
-                "value": {
-                    "format": "rle",
-                    "rle": [
-                        int(v) for v in mask2rle(np.where(mask > 127, 255, 0).astype(np.uint8))
-                    ],
-                    "brushlabels": ["crack"],
-                },
-            }
-        ]
-    }
+def annotate(ls, task: dict, crack_data) -> None:
+    mask = crack_data / "crack500" / "masks" / f"{task['source'].stem}.png"
+    ls.call("POST", f"/api/tasks/{task['id']}/annotations", json=brush_annotation(mask))
+
+
+def new_version(registry, old: str, seconds: float = 300) -> str:
+    return wait_for(
+        lambda: (lambda v: v if v != old else None)(registry.current()),
+        seconds,
+        f"a model version after {old}",
+    )
 
 
 def test_three_labels_adapt_the_model_and_the_queue_follows(
-    label_studio, backend, project, trained_registry, crack_data
+    label_studio, rq_backend, project, trained_registry, crack_data
 ):
     ls, pid = label_studio, project["id"]
     labelled = project["tasks"][:3]
     for task in labelled:
-        ls.call(
-            "POST", f"/api/tasks/{task['id']}/annotations", json=brush_annotation(task, crack_data)
-        )
-    new = wait_for(
-        lambda: (lambda v: v if v != project["version"] else None)(trained_registry.current()),
-        300,
-        "a new model version",
-    )
+        annotate(ls, task, crack_data)
+    new = new_version(trained_registry, project["version"])
     meta = trained_registry.meta(new)
     assert meta["parent"] == project["version"]
     assert {r["image"] for r in meta["training"]["added_images"]} == {
@@ -105,8 +50,7 @@ def test_three_labels_adapt_the_model_and_the_queue_follows(
 
     def followed():
         proj = ls.call("GET", f"/api/projects/{pid}")
-        tasks = ls.tasks(pid)
-        unlabelled = [t for t in tasks if not t["annotations"]]
+        unlabelled = [t for t in ls.tasks(pid) if not t["annotations"]]
         ok = proj["model_version"] == new and all(
             any(p["model_version"] == new for p in t["predictions"]) for t in unlabelled
         )
@@ -121,8 +65,46 @@ def test_three_labels_adapt_the_model_and_the_queue_follows(
     served = ls.call("GET", f"/api/projects/{pid}/next")
     assert served["id"] == min(scores, key=scores.get)
 
-    health = requests.get(f"{backend['url']}/health", timeout=10).json()
-    assert health["model_version"] == new
-    job = health["jobs"]["last"][f"retrain:{pid}"]
-    assert job["state"] == "finished" and job["result"]["version"] == new
-    assert job["result"]["labels"] == 3
+    health = requests.get(f"{rq_backend['url']}/health", timeout=10).json()
+    assert health["model_version"] == new and health["jobs"]["backend"] == "rq"
+    job = wait_for(
+        lambda: (lambda j: j if j.get("state") == "finished" else None)(
+            requests.get(f"{rq_backend['url']}/health", timeout=10)
+            .json()["jobs"]["last"]
+            .get(f"retrain:{pid}", {})
+        ),
+        60,
+        "the job's result in /health",
+    )
+    assert job["result"]["version"] == new and job["result"]["labels"] == 3
+    assert health["metrics"]["labelled"]["ods"] == meta["metrics"]["labelled"]["ods"]
+
+
+def test_redis_down_webhooks_answered_error_visible_and_no_label_lost(
+    label_studio, rq_backend, project, trained_registry, crack_data
+):
+    ls, pid, url = label_studio, project["id"], rq_backend["url"]
+    before = trained_registry.current()
+    rq_backend["redis"].stop()
+    try:
+        t0 = time.monotonic()
+        resp = requests.post(
+            f"{url}/webhook",
+            timeout=5,
+            json={"action": "ANNOTATION_CREATED", "project": {"id": pid}, "annotation": {"id": 1}},
+        )
+        assert time.monotonic() - t0 < 1.0
+        assert resp.status_code == 200 and resp.json()["status"].startswith("not queued")
+        assert "unavailable" in requests.get(f"{url}/health", timeout=5).json()["jobs"]["error"]
+        annotate(ls, project["tasks"][3], crack_data)  # Label Studio's webhook is lost too
+    finally:
+        rq_backend["redis"].start()
+    if not rq_backend["worker"].alive():  # a supervisor restarts it (compose: restart)
+        rq_backend["worker"].start()
+    resp = requests.post(
+        f"{url}/webhook", timeout=5, json={"action": "START_TRAINING", "project": {"id": pid}}
+    )
+    assert resp.json()["status"] == "queued"
+    new = new_version(trained_registry, before)
+    added = {r["image"] for r in trained_registry.meta(new)["training"]["added_images"]}
+    assert added == {f"task-{t['id']}.jpg" for t in project["tasks"][:4]}

@@ -1,0 +1,83 @@
+"""Helpers of the end-to-end tests: waiting, projects, brush annotations from real masks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from label_studio_sdk.converter.brush import mask2rle
+from PIL import Image
+
+BRUSH_CONFIG = """<View>
+  <Image name="image" value="$image" zoom="true"/>
+  <BrushLabels name="tag" toName="image">
+    <Label value="crack" background="#ff0000"/>
+  </BrushLabels>
+</View>"""
+
+
+def wait_for(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def make_project(ls, backend_url: str, title: str, paths: list[Path], version: str) -> dict:
+    """A brush project with `paths` uploaded, connected to the backend, fully scored."""
+    proj = ls.call("POST", "/api/projects", json={"title": title, "label_config": BRUSH_CONFIG})
+    files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(paths)}
+    ls.call("POST", f"/api/projects/{proj['id']}/import", files=files)
+    ls.call(
+        "POST",
+        "/api/ml",
+        json={
+            "url": backend_url,
+            "project": proj["id"],
+            "title": "crackal",
+            "is_interactive": False,
+        },
+    )
+
+    def scored():
+        tasks = ls.tasks(proj["id"])
+        done = [
+            t
+            for t in tasks
+            if any(p.get("model_version") == version for p in t.get("predictions") or [])
+        ]
+        return tasks if len(done) == len(tasks) == len(paths) else None
+
+    tasks = wait_for(scored, 300, "every task to get a prediction of the current model")
+    by_name = {p.name: p for p in paths}
+    for t in tasks:  # uploaded file names are prefixed by Label Studio: <8 hex>-<name>
+        t["source"] = by_name[t["data"]["image"].rsplit("/", 1)[-1].split("-", 1)[1]]
+    return {"id": proj["id"], "tasks": tasks, "version": version}
+
+
+def prediction(task: dict, version: str) -> dict:
+    return next(p for p in task["predictions"] if p["model_version"] == version)
+
+
+def brush_annotation(mask_path: Path) -> dict:
+    """An annotation painting the ground-truth mask (255 = crack), RLE by label-studio-sdk."""
+    mask = np.asarray(Image.open(mask_path)) > 127
+    h, w = mask.shape
+    rle = mask2rle(np.where(mask, 255, 0).astype(np.uint8))
+    return {
+        "result": [
+            {
+                "from_name": "tag",
+                "to_name": "image",
+                "type": "brushlabels",
+                "original_width": w,
+                "original_height": h,
+                "image_rotation": 0,
+                "value": {"format": "rle", "rle": [int(v) for v in rle], "brushlabels": ["crack"]},
+            }
+        ]
+    }
