@@ -80,12 +80,12 @@ def create_app(
     def health():
         current = registry.current()
         metrics = registry.meta(current).get("metrics") if current else None
+        try:
+            jobs = queue.status()
+        except Exception as exc:  # the queue (Redis) is down: say so, stay up
+            jobs = {"error": f"job queue unavailable: {exc.__class__.__name__}: {exc}"}
         return jsonify(
-            status="UP",
-            model_class="crackal",
-            model_version=current,
-            metrics=metrics,
-            jobs=queue.status(),
+            status="UP", model_class="crackal", model_version=current, metrics=metrics, jobs=jobs
         )
 
     @app.post("/setup")
