@@ -6,7 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from crackal import __version__, adapt, evaluate, models, score, serve, status, train, worker
+from crackal import (
+    __version__,
+    adapt,
+    demo,
+    evaluate,
+    models,
+    score,
+    serve,
+    status,
+    train,
+    worker,
+)
 from selection.images import DatasetError
 from training.registry import RegistryError
 
@@ -25,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     worker.add_parser(sub)
     status.add_parser(sub)
+    demo.add_parser(sub)
     return parser
 
 

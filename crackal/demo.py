@@ -1,0 +1,206 @@
+"""`crackal demo`: Label Studio + the backend + a worker on this machine, no Docker.
+
+Starts Label Studio (from `.venv-ls`), Redis and `crackal worker` when `redis-server` is
+installed (else the backend runs jobs itself), trains a base model if the registry is
+empty, creates a brush project from a data folder, connects the backend, and prints the
+address and login. Runs until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from redis import Redis
+
+from backend import label_studio_server as server
+from selection.images import list_images
+from training.data import find_samples, load
+from training.fit import fit_version
+from training.registry import Registry
+from training.train import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = """<View>
+  <Image name="image" value="$image" zoom="true"/>
+  <BrushLabels name="tag" toName="image"><Label value="crack" background="#ff0000"/></BrushLabels>
+</View>"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run Label Studio, the backend and a worker, with a project")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("CRACK_DATA", REPO.parent / "shared" / "data")),
+        help="the crack data folder",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / ".crackal-demo",
+        help="registry, cache and Label Studio data (default: .crackal-demo)",
+    )
+    p.add_argument("--images", type=int, default=30, help="images in the demo project")
+    p.add_argument("--port", type=int, default=8080, help="Label Studio's port (0: any free)")
+    p.add_argument("--backend-port", type=int, default=9090, help="the backend's (0: any free)")
+    p.add_argument("--steps", type=int, help="base model training steps (default: 1200)")
+    p.add_argument("--label-studio", type=Path, default=REPO / ".venv-ls" / "bin" / "label-studio")
+    p.add_argument(
+        "--exit-after-setup",
+        action="store_true",
+        help="stop everything once the project is scored (for tests)",
+    )
+    p.set_defaults(run=run)
+
+
+def demo_images(data: Path, count: int) -> list[Path]:
+    """A mix of unseen crack sets and non-crack photos, spread over each set."""
+    sets = [name for name in ("cfd", "crack500", "gaps384", "bsds500") if (data / name).is_dir()]
+    if not sets:
+        raise ValueError(f"no crack sets in {data} (expected cfd, crack500, gaps384, bsds500)")
+    per_set = max(1, count // len(sets))
+    out = []
+    for name in sets:
+        images = list_images(data / name)
+        out += images[:: max(1, len(images) // per_set)][:per_set]
+    return out[:count]
+
+
+def ensure_model(registry: Registry, data: Path, steps: int | None) -> str:
+    if registry.current():
+        return registry.current()
+    print("registry is empty: training a base model on deepcrack/train (a few minutes)")
+    config = TrainConfig.base(**({} if steps is None else {"steps": steps}))
+    fit_version(
+        registry,
+        load(find_samples(data / "deepcrack" / "train")),
+        load(find_samples(data / "deepcrack" / "val")),
+        config=config,
+        note="crackal demo base model",
+    )
+    return registry.current()
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.label_studio.exists():
+        raise ValueError(
+            f"Label Studio not found at {args.label_studio}: run "
+            "./scripts/setup-services (or pass --label-studio)"
+        )
+    work = args.workdir.resolve()
+    registry = Registry(work / "registry")
+    version = ensure_model(registry, args.data, args.steps)
+    password = secrets.token_urlsafe(9)
+    with contextlib.ExitStack() as stack:
+        ls = stack.enter_context(
+            server.label_studio(
+                args.label_studio, work / "label-studio", args.port or None, password
+            )
+        )
+        env = {
+            **os.environ,
+            "LABEL_STUDIO_URL": ls.url,
+            "LABEL_STUDIO_API_KEY": ls.token,
+            "CRACKAL_REGISTRY": str(registry.root),
+            "CRACKAL_CACHE": str(work / "cache"),
+            "CRACKAL_BASE_TRAIN": str(args.data / "deepcrack" / "train"),
+            "CRACKAL_BASE_VAL": str(args.data / "deepcrack" / "val"),
+        }
+        redis_binary = shutil.which("redis-server")
+        if redis_binary:
+            port = server.free_port()
+            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+            redis_proc = subprocess.Popen(
+                [
+                    redis_binary,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            stack.callback(redis_proc.terminate)
+            client = Redis.from_url(env["REDIS_URL"])
+            server.wait_until(client.ping, 20, "redis-server")
+            log = stack.enter_context(open(work / "worker.log", "a"))
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "crackal", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            stack.callback(worker.terminate)
+        backend_port = args.backend_port or server.free_port()
+        backend = f"http://127.0.0.1:{backend_port}"
+        stack.enter_context(
+            server.running(
+                [sys.executable, "-m", "crackal", "serve", "--port", str(backend_port)],
+                env,
+                work / "backend.log",
+                f"{backend}/health",
+                60,
+            )
+        )
+        project = create_project(ls, backend, demo_images(args.data, args.images), version)
+        print(
+            f"\nLabel Studio: {ls.url}/projects/{project}/data  (login {ls.username} / "
+            f"{ls.password})\nbackend: {backend}  jobs: "
+            f"{'rq on ' + env['REDIS_URL'] if redis_binary else 'in the backend process'}\n"
+            f"logs: {work}/*.log   Ctrl-C stops everything."
+        )
+        if args.exit_after_setup:
+            return 0
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+    return 0
+
+
+def create_project(
+    ls: server.LabelStudioServer, backend: str, images: list[Path], version: str
+) -> int:
+    """Create the brush project, upload `images`, connect the backend, wait for the queue."""
+    http = requests.Session()
+    http.headers["Authorization"] = f"Token {ls.token}"
+    project = http.post(
+        f"{ls.url}/api/projects", timeout=60, json={"title": "crackal demo", "label_config": CONFIG}
+    ).json()["id"]
+    files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(images)}
+    http.post(
+        f"{ls.url}/api/projects/{project}/import", files=files, timeout=300
+    ).raise_for_status()
+    http.post(
+        f"{ls.url}/api/ml",
+        timeout=120,
+        json={"url": backend, "project": project, "title": "crackal", "is_interactive": False},
+    ).raise_for_status()
+    print(f"scoring {len(images)} images with model {version} ...")
+
+    def scored() -> bool:
+        data = http.get(
+            f"{ls.url}/api/tasks",
+            timeout=60,
+            params={"project": project, "page_size": 1000, "fields": "all"},
+        ).json()
+        tasks = data["tasks"] if isinstance(data, dict) else data
+        return len(tasks) == len(images) and all(
+            any(p.get("model_version") == version for p in t.get("predictions") or [])
+            for t in tasks
+        )
+
+    server.wait_until(scored, 900, "the first scoring of the demo project")
+    return project
