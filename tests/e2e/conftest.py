@@ -48,14 +48,19 @@ class LabelStudioAPI:
 
 
 @pytest.fixture(scope="session")
-def label_studio(tmp_path_factory):
+def label_studio_binary() -> Path:
     binary = Path(os.environ.get("LABEL_STUDIO_BIN", REPO / ".venv-ls" / "bin" / "label-studio"))
     if not binary.exists():
-        message = f"Label Studio not installed at {binary} (scripts/test installs it)"
+        message = f"Label Studio not installed at {binary} (scripts/setup-services installs it)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    with server.label_studio(binary, tmp_path_factory.mktemp("label-studio")) as ls:
+    return binary
+
+
+@pytest.fixture(scope="session")
+def label_studio(label_studio_binary, tmp_path_factory):
+    with server.label_studio(label_studio_binary, tmp_path_factory.mktemp("label-studio")) as ls:
         yield LabelStudioAPI(ls.url, ls.token)
 
 
