@@ -223,3 +223,24 @@ def test_masks_are_the_thresholded_model_output(client, images, registry):
     r = pred["result"][0]
     mask = decode_rle(r["value"]["rle"]).reshape(320, 480, 4)[..., 3] > 0
     assert np.array_equal(mask, probs > loaded.threshold)
+
+
+def test_a_webhook_storm_is_acknowledged_fast_with_one_job_per_project(client):
+    queue = client.application.config["crackal.queue"]
+    slowest, answers = 0.0, []
+    for i in range(200):
+        start = time.monotonic()
+        resp = client.post(
+            "/webhook",
+            json={"action": "ANNOTATION_CREATED", "project": {"id": 21}, "annotation": {"id": i}},
+        )
+        slowest = max(slowest, time.monotonic() - start)
+        assert resp.status_code == 200
+        answers.append(resp.get_json()["status"])
+        status = queue.status()
+        pending = [k for k in status["queued"] if k.endswith(":21")]
+        assert len(pending) <= 1 and len(status["follow_up"]) <= 1
+    assert slowest < 0.5
+    assert answers.count("counted") >= 100  # two of every three events only count
+    assert set(answers) <= {"counted", "queued", "already queued", "follow-up"}
+    assert queue.runner.wait_idle(60)

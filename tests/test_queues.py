@@ -71,3 +71,12 @@ def test_a_failing_job_is_retried_then_visible_and_the_project_unblocked(
     assert queue.submit("rescore", 5) == "queued"  # nothing left stuck
     assert queue.queue.name == QUEUE
     job_functions.worker_service.cache_clear()
+
+
+def test_a_webhook_storm_leaves_at_most_one_job_per_project(redis):
+    queue = RedisQueue(connection=redis)
+    for _ in range(200):
+        if queue.count_label_event(3) >= 3:
+            queue.reset_label_events(3)
+            queue.submit("retrain", 3)
+    assert len(queue.queue) == 1 and queue.status()["queued"] == ["retrain:3"]
