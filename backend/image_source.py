@@ -83,7 +83,7 @@ def _local(path: str, settings: Settings) -> bytes:
     if settings.local_files_root is None:
         raise ImageFetchError("local image paths are disabled (set CRACKAL_LOCAL_FILES_ROOT)")
     resolved = Path(path).resolve()
-    if not resolved.is_relative_to(settings.local_files_root):
+    if not resolved.is_relative_to(settings.local_files_root.resolve()):
         raise ImageFetchError(f"{path} is outside CRACKAL_LOCAL_FILES_ROOT")
     try:
         if resolved.stat().st_size > settings.max_image_bytes:
