@@ -121,6 +121,8 @@ class Service:
     ) -> PoolScores:
         """The whole project's pool when Label Studio can be asked for it, else the tasks
         of this call alone (then the scores are relative to these tasks only)."""
+        if project is None:  # a caller outside Label Studio: these tasks are the pool
+            return self.scorer.score_pool(tasks, target, images)
         try:
             project_id = project_id_of(project)
             all_tasks = list(self.client.tasks(project_id))

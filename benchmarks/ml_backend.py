@@ -9,7 +9,7 @@ Prints:
 
 Needs Label Studio in .venv-ls (./scripts/setup-services) and a model registry
 (`--registry`, e.g. one made by `crackal train`).
-Usage: python benchmarks/backend.py --registry registry [--tasks 1000] [--requests 30]
+Usage: python benchmarks/ml_backend.py --registry registry [--tasks 1000] [--requests 30]
 """
 
 from __future__ import annotations
