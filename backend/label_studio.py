@@ -71,12 +71,6 @@ class LabelStudio:
                 return
             page += 1
 
-    def task(self, task_id: int) -> dict[str, Any]:
-        return self._call("GET", f"/api/tasks/{task_id}")
-
-    def annotations(self, task_id: int) -> list[dict[str, Any]]:
-        return self._call("GET", f"/api/tasks/{task_id}/annotations/")
-
     def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> None:
         """Bulk import: [{task, model_version, score, result}, ...]."""
         for start in range(0, len(predictions), 500):
@@ -94,6 +88,3 @@ class LabelStudio:
             params={"id": "delete_tasks_predictions", "project": project_id},
             json={"selectedItems": {"all": True, "excluded": []}},
         )
-
-    def next_task(self, project_id: int) -> dict[str, Any] | None:
-        return self._call("GET", f"/api/projects/{project_id}/next")

@@ -12,7 +12,6 @@ names (renaming onto an existing, non-empty version fails and the next number is
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -195,9 +194,3 @@ class Registry:
             version = earlier[0]
         self.set_current(version, reason="rollback")
         return self.resolve(version)
-
-    def remove_temporaries(self) -> None:
-        """Delete leftovers of registrations that crashed half-way."""
-        for tmp in self.versions_dir.glob(".tmp-*"):
-            with contextlib.suppress(OSError):
-                shutil.rmtree(tmp)
