@@ -25,7 +25,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from backend import label_studio_server as server
+from backend import local_servers as server
 from backend.app import create_app
 from backend.service import Service
 from backend.settings import Settings

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 import requests
-from redis import Redis
 
-from backend import label_studio_server as server
+from backend import local_servers as server
 from selection.images import list_images
 from training.data import find_samples, load
 from training.fit import fit_version
@@ -117,25 +116,10 @@ def run(args: argparse.Namespace) -> int:
         }
         redis_binary = shutil.which("redis-server")
         if redis_binary:
-            port = server.free_port()
-            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-            redis_proc = subprocess.Popen(
-                [
-                    redis_binary,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-            stack.callback(redis_proc.terminate)
-            client = Redis.from_url(env["REDIS_URL"])
-            server.wait_until(client.ping, 20, "redis-server")
+            redis_server = server.RedisServer(redis_binary, work)
+            redis_server.start()
+            stack.callback(redis_server.stop)
+            env["REDIS_URL"] = redis_server.url
             log = stack.enter_context(open(work / "worker.log", "a"))
             worker = subprocess.Popen(
                 [sys.executable, "-m", "crackal", "worker"],

@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
-from backend import label_studio_server as server
+from backend import local_servers as server
 from training.data import find_samples, load
 from training.fit import fit_version
 from training.registry import Registry
@@ -135,41 +134,6 @@ def backend(label_studio, trained_registry, base_train, base_val, tmp_path_facto
         yield b
 
 
-class RedisServer:
-    """A real redis-server on a free loopback port that a test may stop and start."""
-
-    def __init__(self, binary: str, work: Path) -> None:
-        self.binary, self.work = binary, work
-        self.port = server.free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            cwd=self.work,
-        )
-        client = redis.Redis.from_url(self.url)
-        server.wait_until(lambda: client.ping(), 20, "redis-server")
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     binary = shutil.which("redis-server")
@@ -177,7 +141,7 @@ def redis_server(tmp_path_factory):
         if os.environ.get("CI"):
             pytest.fail("redis-server not installed (scripts/setup-services installs it)")
         pytest.skip("redis-server not installed")
-    r = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    r = server.RedisServer(binary, tmp_path_factory.mktemp("redis"))
     r.start()
     yield r
     r.stop()

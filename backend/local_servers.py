@@ -1,6 +1,7 @@
-"""Running a local Label Studio server from its own virtualenv (for the demo, the end-to-end
-tests and the benchmarks): SQLite in a data folder, loopback only, an admin user with a
-known API token, and the settings a backend on 127.0.0.1 needs (label-studio 1.23)."""
+"""Local servers for the demo, the end-to-end tests and the benchmarks, on loopback only:
+Label Studio from its own virtualenv (SQLite in a data folder, an admin user with a known
+API token, the settings a backend on 127.0.0.1 needs; label-studio 1.23) and redis-server
+(no persistence)."""
 
 from __future__ import annotations
 
@@ -106,3 +107,29 @@ def label_studio(
     cmd = [str(binary), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)]
     with running(cmd, env, log, f"{url}/health", 300, cwd=data):
         yield LabelStudioServer(url, token, "admin@example.com", password, log)
+
+
+class RedisServer:
+    """A redis-server on a free loopback port, without persistence; stop() and start() may
+    be called again (fault tests)."""
+
+    def __init__(self, binary: str, work: Path) -> None:
+        self.binary, self.work = binary, work
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        from redis import Redis
+
+        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no"]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, cwd=self.work)
+        client = Redis.from_url(self.url)
+        wait_until(client.ping, 20, "redis-server")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
