@@ -4,11 +4,20 @@ Both give the same guarantees: at most one job per (kind, project) queued or run
 submission while it runs causes exactly one follow-up run; failures are retried with
 backoff and stay visible in `status()`. Label events are counted per project here too, so
 several backend processes behind one Redis share the count.
+
+On rq a job whose worker dies (killed, machine lost) is found by rq itself once the worker's
+heartbeats stop (90 s) at the next maintenance of any live `crackal worker`, and retried;
+`job_lost` keeps this module's per-project state true meanwhile, and a job's process whose
+worker died stops itself, so that the retry never runs beside it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
+import threading
 import time
 import traceback
 from typing import Any, Protocol
@@ -16,6 +25,8 @@ from typing import Any, Protocol
 from backend.job_functions import run_job, worker_service
 from backend.jobs import ThreadRunner
 from backend.service import Service
+
+log = logging.getLogger("crackal.jobs")
 
 
 class JobQueue(Protocol):
@@ -107,7 +118,7 @@ class RedisQueue:
         return answer
 
     def _enqueue(self, kind: str, project: int) -> None:
-        from rq import Retry
+        from rq import Callback, Retry
 
         retry = None
         if self.retries:
@@ -121,7 +132,8 @@ class RedisQueue:
             self.retries,
             self.backoff,
             retry=retry,
-            job_timeout=3600,
+            on_failure=Callback(on_job_failure),
+            job_timeout=JOB_TIMEOUT,
             result_ttl=86400,
             failure_ttl=86400,
         )
@@ -164,7 +176,7 @@ def run_in_worker(
     job = get_current_job()
     redis = job.connection
     key = f"{kind}:{project}"
-    state, follow_up = _keys(key)
+    state = _keys(key)[0]
     redis.set(state, "running", ex=STATE_TTL)
     record = {
         "key": key,
@@ -172,8 +184,13 @@ def run_in_worker(
         "started": time.time(),
         "job": job.id,
         "attempt": retries - (job.retries_left or 0) + 1 if job.retries_left is not None else 1,
+        "worker": job.worker_name,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
     }
     redis.set(f"{PREFIX}:last:{key}", json.dumps(record))
+    if os.environ.get("RQ_JOB_ID") == job.id:  # in the process rq forked for this job
+        threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     try:
         record["result"] = run_job(kind, project, service or worker_service())
         record["state"] = "finished"
@@ -189,9 +206,53 @@ def run_in_worker(
     finally:
         record["ended"] = time.time()
         redis.set(f"{PREFIX}:last:{key}", json.dumps(record, default=str))
-        if record["state"] in ("finished", "failed") and redis.eval(_FINISH, 2, state, follow_up):
-            RedisQueue(connection=redis, retries=retries, backoff=backoff)._enqueue(kind, project)
+        if record["state"] in ("finished", "failed"):
+            _finish(redis, kind, project, retries, backoff)
     return record["result"]
+
+
+def _stop_when_orphaned(worker_pid: int) -> None:
+    """End this job's process once its worker has died: rq will find the job abandoned and
+    retry it, and two runs of one job must not race each other."""
+    while os.getppid() == worker_pid:
+        time.sleep(1)
+    log.error("worker process %s died: stopping this job, rq retries it", worker_pid)
+    os._exit(1)
+
+
+def _finish(redis: Any, kind: str, project: int, retries: int, backoff: float) -> None:
+    """Unblock the project, or queue its one follow-up when events came during the run."""
+    if redis.eval(_FINISH, 2, *_keys(f"{kind}:{project}"), STATE_TTL):
+        RedisQueue(connection=redis, retries=retries, backoff=backoff)._enqueue(kind, project)
+
+
+def on_job_failure(job: Any, connection: Any, exc_type: type, exc: Any, tb: Any) -> None:
+    """rq's failure callback. A job that raised was recorded by `run_in_worker`; a job that
+    rq found abandoned (its worker stopped heartbeating) is recorded here."""
+    from rq.exceptions import AbandonedJobError
+
+    if isinstance(exc_type, type) and issubclass(exc_type, AbandonedJobError):
+        job_lost(job, "its worker died (no heartbeat)")
+
+
+def job_lost(job: Any, why: str) -> None:
+    """Record a run that ended with its process: rq retries the job when it has retries left
+    (after its backoff), else the project is unblocked and a pending follow-up queued."""
+    kind, project, retries, backoff = job.args[:4]
+    redis = job.connection
+    key = f"{kind}:{project}"
+    raw = redis.get(f"{PREFIX}:last:{key}")
+    record = json.loads(raw) if raw else {"key": key, "job": job.id}
+    record.update(ended=time.time(), error=f"worker lost: {why}")
+    if job.retries_left:
+        record["state"] = "lost, will be retried"
+        redis.set(_keys(key)[0], "queued", ex=STATE_TTL)
+    else:
+        record["state"] = "failed"
+    log.warning("job %s (%s) lost: %s; %s", job.id, key, why, record["state"])
+    redis.set(f"{PREFIX}:last:{key}", json.dumps(record, default=str))
+    if record["state"] == "failed":
+        _finish(redis, kind, project, retries, backoff)
 
 
 def make_queue(service: Service) -> JobQueue:

@@ -33,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
         f"jobs ({jobs.get('backend')}): queued {jobs.get('queued')}, running {jobs.get('running')}"
     )
     for key, record in sorted((jobs.get("last") or {}).items()):
+        where = f", attempt {record['attempt']}" if record.get("attempt") else ""
+        if record.get("host"):
+            where += f", on {record['host']} pid {record.get('pid')}"
         print(
-            f"  {key}: {record.get('state')}"
+            f"  {key}: {record.get('state')}{where}"
             + (f" - {record['error']}" if record.get("error") else "")
         )
         if record.get("result"):

@@ -5,13 +5,25 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+from typing import Any
 
-from backend.queues import QUEUE
+from backend.queues import QUEUE, job_lost, run_in_worker
+
+log = logging.getLogger("crackal.worker")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="run retraining and scoring jobs from Redis (rq)")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    p.add_argument(
+        "--check-every",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="how often an idle worker looks for jobs whose worker died, to retry them "
+        "(rq notices a dead worker 90 s after its last heartbeat; default: 60)",
+    )
     p.set_defaults(run=run)
 
 
@@ -22,8 +34,26 @@ def run(args: argparse.Namespace) -> int:
     url = os.environ.get("REDIS_URL")
     if not url:
         raise ValueError("REDIS_URL is not set (without Redis, `crackal serve` runs jobs itself)")
+    if args.check_every < 1:
+        raise ValueError(f"--check-every must be at least 1 second, not {args.check_every}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     connection = Redis.from_url(url)
-    worker = Worker([Queue(QUEUE, connection=connection)], connection=connection)
+    worker = Worker(
+        [Queue(QUEUE, connection=connection)],
+        connection=connection,
+        # An idle worker wakes every worker_ttl - 15 s; maintenance (finding abandoned
+        # jobs, taking over the scheduler of a dead worker) runs at most that often.
+        worker_ttl=args.check_every + 15,
+        maintenance_interval=args.check_every,
+        work_horse_killed_handler=horse_killed,
+    )
     worker.work(burst=args.burst, with_scheduler=True)
     return 0
+
+
+def horse_killed(job: Any, pid: int, status: int, usage: Any) -> None:
+    """The process running a job died (e.g. out of memory): record it; rq retries it."""
+    if job.func_name != f"{run_in_worker.__module__}.{run_in_worker.__name__}":
+        return
+    why = f"signal {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status) else ""
+    job_lost(job, f"its process ended ({why or f'status {status}'})")

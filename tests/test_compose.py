@@ -16,8 +16,10 @@ def compose() -> dict:
 
 
 def variables_read_by_the_code() -> set[str]:
+    """Configuration the code reads from the environment (not what rq sets for its jobs)."""
     source = "\n".join(p.read_text() for p in (REPO / "backend").glob("*.py"))
     source += (REPO / "crackal" / "worker.py").read_text()
+    source = source.replace('environ.get("RQ_JOB_ID")', "")
     return set(re.findall(r'e(?:\.get\(|\[)"([A-Z_]+)"', source)) | set(
         re.findall(r'environ\.get\("([A-Z_]+)"', source)
     )

@@ -3,14 +3,19 @@ follow-up, failures retried and visible, label events counted across processes."
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import time
 
 import fakeredis
 import pytest
 from rq import SimpleWorker
+from rq.registry import StartedJobRegistry
 
-from backend import job_functions
-from backend.queues import _FINISH, QUEUE, STATE_TTL, RedisQueue, _keys
+from backend import job_functions, queues
+from backend.queues import _FINISH, JOB_TIMEOUT, QUEUE, STATE_TTL, RedisQueue, _keys
+from crackal.worker import horse_killed
 
 
 @pytest.fixture
@@ -80,3 +85,63 @@ def test_a_webhook_storm_leaves_at_most_one_job_per_project(redis):
             queue.reset_label_events(3)
             queue.submit("retrain", 3)
     assert len(queue.queue) == 1 and queue.status()["queued"] == ["retrain:3"]
+
+
+def start_and_lose(queue: RedisQueue):
+    """A worker takes the queued job, starts it, and dies without a trace (no heartbeat)."""
+    worker = SimpleWorker([queue.queue], connection=queue.redis)
+    worker.register_birth()
+    job, _ = queue.queue.dequeue_any([queue.queue], None, connection=queue.redis)
+    worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    kind, project = job.args[:2]
+    queue.redis.set(_keys(f"{kind}:{project}")[0], "running")
+    return job
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The job body replaced by a recorder: these tests are about the bookkeeping around it."""
+    calls = []
+    monkeypatch.setattr(queues, "worker_service", lambda: None)
+    monkeypatch.setattr(queues, "run_job", lambda kind, project, service: calls.append(kind) or {})
+    return calls
+
+
+def test_a_job_abandoned_by_a_dead_worker_is_retried_and_keeps_its_follow_up(redis, ran):
+    queue = RedisQueue(connection=redis, retries=1, backoff=0)
+    queue.submit("retrain", 1)
+    start_and_lose(queue)
+    assert queue.submit("retrain", 1) == "follow-up"  # a label arrives meanwhile
+    # What any live worker's maintenance does once the dead worker's heartbeat has expired:
+    StartedJobRegistry(queue=queue.queue).cleanup(time.time() + JOB_TIMEOUT + 3600)
+    last = queue.status()["last"]["retrain:1"]
+    assert last["state"] == "lost, will be retried" and "worker died" in last["error"]
+    assert queue.status()["queued"] == ["retrain:1"] and len(queue.queue) == 1
+    SimpleWorker([queue.queue], connection=redis).work(burst=True)
+    assert ran == ["retrain", "retrain"]  # the retry, then the one follow-up
+    last = queue.status()["last"]["retrain:1"]
+    assert last["state"] == "finished" and last["pid"] == os.getpid()
+    assert queue.status()["queued"] == queue.status()["running"] == []
+
+
+def test_a_job_lost_on_its_last_attempt_fails_visibly_and_unblocks_the_project(redis, ran):
+    queue = RedisQueue(connection=redis, retries=0)
+    queue.submit("rescore", 2)
+    start_and_lose(queue)
+    StartedJobRegistry(queue=queue.queue).cleanup(time.time() + JOB_TIMEOUT + 3600)
+    last = queue.status()["last"]["rescore:2"]
+    assert last["state"] == "failed" and last["error"].startswith("worker lost")
+    assert queue.status()["running"] == [] and len(queue.queue) == 0
+    assert queue.submit("rescore", 2) == "queued"
+    assert ran == []
+
+
+def test_a_killed_work_horse_is_recorded_with_its_signal(redis, ran):
+    queue = RedisQueue(connection=redis, retries=2, backoff=0)
+    queue.submit("retrain", 3)
+    job = start_and_lose(queue)
+    horse_killed(job, 1234, signal.SIGKILL, None)  # waitpid status of a SIGKILLed child
+    last = queue.status()["last"]["retrain:3"]
+    assert last["state"] == "lost, will be retried" and "SIGKILL" in last["error"]
+    assert queue.status()["queued"] == ["retrain:3"]

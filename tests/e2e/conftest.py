@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -148,23 +149,30 @@ def redis_server(tmp_path_factory):
 
 
 class Worker:
-    """`crackal worker` as a process that a test may kill and restart."""
+    """`crackal worker` (with its scheduler) as a process group that a test may kill and
+    restart. rq runs each job in a process group of its own: kill that by its pid."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env, self.log, self.proc = env, log, None
 
-    def start(self) -> None:
+    def start(self, *args: str) -> None:
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "crackal", "worker"],
+                [sys.executable, "-m", "crackal", "worker", *args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
+                start_new_session=True,
             )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL to the worker and its scheduler."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(20)
 
     def stop(self) -> None:
         if self.alive():

@@ -1,10 +1,16 @@
 """The retraining loop end to end, on a real Redis with a real `crackal worker` (rq):
 labels posted in Label Studio -> webhooks -> a new model version -> its predictions for
-every unlabelled task -> the queue follows it. And the loop survives Redis going away."""
+every unlabelled task -> the queue follows it. And the loop survives Redis going away, a
+worker killed mid-job, and labels arriving while a job runs."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -14,7 +20,7 @@ from .helpers import brush_annotation, make_project, wait_for
 
 @pytest.fixture(scope="module")
 def project(label_studio, rq_backend, crack_data, trained_registry):
-    paths = sorted((crack_data / "crack500" / "images").iterdir())[::30][:10]
+    paths = sorted((crack_data / "crack500" / "images").iterdir())[::20][:14]
     return make_project(
         label_studio, rq_backend["url"], "retrain", paths, trained_registry.current()
     )
@@ -23,6 +29,54 @@ def project(label_studio, rq_backend, crack_data, trained_registry):
 def annotate(ls, task: dict, crack_data) -> None:
     mask = crack_data / "crack500" / "masks" / f"{task['source'].stem}.png"
     ls.call("POST", f"/api/tasks/{task['id']}/annotations", json=brush_annotation(mask))
+
+
+def start_training(url: str, pid: int) -> str:
+    resp = requests.post(
+        f"{url}/webhook", timeout=5, json={"action": "START_TRAINING", "project": {"id": pid}}
+    )
+    return resp.json()["status"]
+
+
+def last_job(url: str, pid: int) -> dict:
+    jobs = requests.get(f"{url}/health", timeout=10).json()["jobs"]
+    return jobs.get("last", {}).get(f"retrain:{pid}", {})
+
+
+def job_in_state(url: str, pid: int, state: str, seconds: float, after: float = 0.0) -> dict:
+    """The project's retrain job once it is in `state` (and started after `after`)."""
+    return wait_for(
+        lambda: (lambda j: j if j.get("state") == state and j["started"] > after else None)(
+            last_job(url, pid)
+        ),
+        seconds,
+        f"the retrain job to be {state!r}",
+    )
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_idle(url: str, pid: int) -> None:
+    """Until no job of the project is queued or running (an earlier test's job may be)."""
+
+    def idle():
+        jobs = requests.get(f"{url}/health", timeout=10).json()["jobs"]
+        return not any(k.endswith(f":{pid}") for k in jobs["queued"] + jobs["running"])
+
+    wait_for(idle, 300, f"project {pid} to have no job queued or running")
+
+
+def added_tasks(registry, version: str) -> set[str]:
+    return {r["image"] for r in registry.meta(version)["training"]["added_images"]}
+
+
+def task_files(tasks: list[dict]) -> set[str]:
+    return {f"task-{t['id']}.jpg" for t in tasks}
 
 
 def new_version(registry, old: str, seconds: float = 300) -> str:
@@ -101,10 +155,117 @@ def test_redis_down_webhooks_answered_error_visible_and_no_label_lost(
         rq_backend["redis"].start()
     if not rq_backend["worker"].alive():  # a supervisor restarts it (compose: restart)
         rq_backend["worker"].start()
-    resp = requests.post(
-        f"{url}/webhook", timeout=5, json={"action": "START_TRAINING", "project": {"id": pid}}
-    )
-    assert resp.json()["status"] == "queued"
+    assert start_training(url, pid) == "queued"
     new = new_version(trained_registry, before)
-    added = {r["image"] for r in trained_registry.meta(new)["training"]["added_images"]}
-    assert added == {f"task-{t['id']}.jpg" for t in project["tasks"][:4]}
+    assert added_tasks(trained_registry, new) == task_files(project["tasks"][:4])
+
+
+def test_killed_workers_leave_the_old_version_serving_and_the_job_is_retried_to_the_end(
+    label_studio, rq_backend, project, trained_registry, crack_data
+):
+    ls, pid, url, worker = label_studio, project["id"], rq_backend["url"], rq_backend["worker"]
+    wait_idle(url, pid)
+    before = trained_registry.current()
+    annotate(ls, project["tasks"][4], crack_data)
+    assert start_training(url, pid) == "queued"
+
+    # 1. The process running the job dies (as the kernel's OOM killer does to it): the
+    #    worker notices at once and rq retries the job after its backoff.
+    first = job_in_state(url, pid, "running", 120)
+    os.kill(first["pid"], signal.SIGKILL)
+    lost = job_in_state(url, pid, "lost, will be retried", 60, after=first["started"] - 1)
+    assert "SIGKILL" in lost["error"]
+
+    # 2. The worker itself dies during the retry; the job's process notices and stops (rq
+    #    puts it in a process group of its own, so it would otherwise run on, orphaned).
+    second = job_in_state(url, pid, "running", 120, after=first["started"])
+    assert second["attempt"] == first["attempt"] + 1 and second["pid"] != first["pid"]
+    worker.kill()
+    wait_for(lambda: process_gone(second["pid"]), 30, "the orphaned job process to stop")
+    assert trained_registry.current() == before  # nothing half-made was swapped in
+    health = requests.get(f"{url}/health", timeout=10).json()
+    assert health["model_version"] == before
+    assert ls.call("GET", f"/api/projects/{pid}")["model_version"] == before
+
+    # A supervisor restarts a worker; once the dead one's heartbeat expires (90 s), rq
+    # finds the job abandoned and it is retried, to the end.
+    worker.start("--check-every", "5")
+    lost = job_in_state(url, pid, "lost, will be retried", 240, after=first["started"])
+    assert "worker died" in lost["error"]
+    new = new_version(trained_registry, before, 420)
+    assert added_tasks(trained_registry, new) == task_files(project["tasks"][:5])
+    done = job_in_state(url, pid, "finished", 240, after=second["started"])
+    assert done["attempt"] == second["attempt"] + 1 and done["result"]["version"] == new
+    status = subprocess.run(
+        [sys.executable, "-m", "crackal", "status", "--url", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    assert f"model version: {new}" in status
+    assert f"retrain:{pid}: finished, attempt {done['attempt']}, on " in status
+
+
+def test_labels_during_a_job_cause_exactly_one_follow_up_that_trains_on_all_of_them(
+    label_studio, rq_backend, project, trained_registry, crack_data
+):
+    ls, pid, url = label_studio, project["id"], rq_backend["url"]
+    wait_idle(url, pid)
+    before, versions = trained_registry.current(), trained_registry.versions()
+    assert start_training(url, pid) == "queued"
+    job = job_in_state(url, pid, "running", 120)
+    for task in project["tasks"][5:10]:  # 5 labels -> their webhooks reach the threshold
+        annotate(ls, task, crack_data)
+    presses = [start_training(url, pid) for _ in range(3)]  # and "Start training", thrice
+    assert presses == ["follow-up"] * 3, "the first job ended before the labels were made"
+    assert last_job(url, pid)["started"] == job["started"]
+
+    first = new_version(trained_registry, before)
+    follow_up = new_version(trained_registry, first)
+    assert added_tasks(trained_registry, follow_up) == task_files(project["tasks"][:10])
+    done = job_in_state(url, pid, "finished", 240, after=job["started"])
+    assert done["result"]["version"] == follow_up
+    time.sleep(10)  # nothing else is queued or runs: exactly one follow-up
+    jobs = requests.get(f"{url}/health", timeout=10).json()["jobs"]
+    assert jobs["queued"] == jobs["running"] == [] and jobs["queue_length"] == 0
+    assert len(trained_registry.versions()) == len(versions) + 2
+
+
+def test_a_webhook_storm_is_answered_fast_with_bounded_queue_growth(rq_backend):
+    from redis import Redis
+
+    url, redis = rq_backend["url"], Redis.from_url(rq_backend["redis"].url)
+    missing = 987654  # a project Label Studio does not have: its one job fails, visibly
+    keys_before = redis.dbsize()
+    http, slowest, answers = requests.Session(), 0.0, []
+    for i in range(200):
+        start = time.monotonic()
+        resp = http.post(
+            f"{url}/webhook",
+            timeout=5,
+            json={
+                "action": "ANNOTATION_CREATED",
+                "project": {"id": missing},
+                "annotation": {"id": i},
+            },
+        )
+        slowest = max(slowest, time.monotonic() - start)
+        assert resp.status_code == 200
+        answers.append(resp.json()["status"])
+    assert slowest < 1.0  # Label Studio waits 1 s for a webhook
+    assert answers.count("counted") >= 130 and "queued" in answers
+    assert set(answers) <= {"counted", "queued", "already queued", "follow-up"}
+    jobs = requests.get(f"{url}/health", timeout=10).json()["jobs"]
+    assert jobs["queue_length"] <= 1
+    assert [k for k in jobs["queued"] + jobs["running"] if k.endswith(f":{missing}")] == [
+        f"retrain:{missing}"
+    ]
+    assert redis.dbsize() - keys_before <= 20  # a few keys per job, none per event
+    failed = wait_for(
+        lambda: (lambda j: j if j.get("state") == "failed" else None)(last_job(url, missing)),
+        180,
+        "the storm's job to fail (no such project) after its retries",
+    )
+    assert "404" in failed["error"] or "not found" in failed["error"].lower()
+    assert failed["attempt"] == 3
