@@ -78,8 +78,8 @@ redis.call('DEL', KEYS[1]) return 0
 PREFIX = "crackal"
 QUEUE = "crackal"
 JOB_TIMEOUT = 3600
-# A state outlives its job by this much at most: a worker killed mid-job cannot block its
-# project for longer (rq moves the abandoned job to its failed registry).
+# A state outlives its job by this much at most: the last resort if the bookkeeping of a lost
+# job (`job_lost`) never ran, e.g. no `crackal worker` was left to notice it.
 STATE_TTL = JOB_TIMEOUT + 300
 
 
