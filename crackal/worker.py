@@ -10,8 +10,6 @@ from typing import Any
 
 from backend.queues import QUEUE, job_lost, run_in_worker
 
-log = logging.getLogger("crackal.worker")
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="run retraining and scoring jobs from Redis (rq)")
@@ -55,5 +53,14 @@ def horse_killed(job: Any, pid: int, status: int, usage: Any) -> None:
     """The process running a job died (e.g. out of memory): record it; rq retries it."""
     if job.func_name != f"{run_in_worker.__module__}.{run_in_worker.__name__}":
         return
-    why = f"signal {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status) else ""
-    job_lost(job, f"its process ended ({why or f'status {status}'})")
+    if os.WIFSIGNALED(status):
+        job_lost(job, f"its process ended (signal {_signal_name(os.WTERMSIG(status))})")
+    else:
+        job_lost(job, f"its process ended (exit status {os.waitstatus_to_exitcode(status)})")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # e.g. a real-time signal
+        return str(number)
