@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from selection.extractors import EncoderExtractor, imagenet_extractor
+from tests.availability import unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,10 +22,7 @@ def crack_data() -> Path:
     """`../shared/data` (or $CRACK_DATA). Absent: skipped locally, an error under CI."""
     root = data_root()
     if not (root / "deepcrack" / "train" / "images").is_dir():
-        message = f"real crack images not found at {root} (set CRACK_DATA)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"real crack images not found at {root} (set CRACK_DATA)")
     return root
 
 

@@ -17,6 +17,11 @@ from training.train import TrainConfig, train
 TINY = ["--steps", "4", "--batch-size", "2", "--crop", "64"]
 
 
+def cli(*args) -> int:
+    """`crackal <args>` in this process (paths may be given as Path); its exit status."""
+    return main([str(a) for a in args])
+
+
 @pytest.fixture(scope="module")
 def sets(real_subset, tmp_path_factory):
     """Tiny labelled sets built from real ones (images/ + masks/ layout)."""
@@ -44,17 +49,8 @@ def sets(real_subset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def registry(sets, tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
-    args = [
-        "train",
-        "--train",
-        str(sets["train"]),
-        "--val",
-        str(sets["val"]),
-        "--registry",
-        str(root),
-        *TINY,
-    ]
-    assert main(args) == 0
+    args = ["train", "--train", sets["train"], "--val", sets["val"], "--registry", root, *TINY]
+    assert cli(*args) == 0
     return Registry(root)
 
 
@@ -111,58 +107,20 @@ def test_train_registers_a_current_version_with_metadata(registry, sets):
 
 
 def test_fine_tune_from_a_version_and_roll_back(registry, sets, capsys):
-    args = [
-        "train",
-        "--train",
-        str(sets["train"]),
-        "--registry",
-        str(registry.root),
-        "--from",
-        "v1",
-        *TINY,
-    ]
-    assert main(args) == 0
+    args = ["train", "--train", sets["train"], "--registry", registry.root, *TINY]
+    assert cli(*args, "--from", "v1") == 0
     assert registry.current() == "v2" and registry.meta("v2")["parent"] == "v1"
-    assert main(["models", "--registry", str(registry.root), "rollback"]) == 0
+    assert cli("models", "--registry", registry.root, "rollback") == 0
     assert registry.current() == "v1"
     assert "* v1" in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "train",
-                "--train",
-                str(sets["train"]),
-                "--registry",
-                str(registry.root),
-                "--from",
-                "v7",
-                *TINY,
-            ]
-        )
-        == 2
-    )
+    assert cli(*args, "--from", "v7") == 2
 
 
 def test_evaluate_writes_metrics_per_image_scores_and_overlays(registry, sets, tmp_path):
     out = tmp_path / "eval"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--registry",
-                str(registry.root),
-                "--data",
-                str(sets["cfd"]),
-                "--data",
-                str(sets["crack500"]),
-                "--out",
-                str(out),
-                "--worst",
-                "2",
-            ]
-        )
-        == 0
-    )
+    args = ["evaluate", "--registry", registry.root, "--data", sets["cfd"], "--data",
+            sets["crack500"], "--out", out, "--worst", "2"]  # fmt: skip
+    assert cli(*args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["version"] == "v1"
     for name in ("cfd", "crack500"):
@@ -188,30 +146,10 @@ def test_score_with_the_model_encoder_as_extractor(registry, sets, tmp_path):
 
 def test_adapt_experiment_end_to_end(registry, sets, tmp_path):
     out = tmp_path / "adapt"
-    args = [
-        "adapt",
-        "--registry",
-        str(registry.root),
-        "--train",
-        str(sets["train"]),
-        "--val",
-        str(sets["val"]),
-        "--secondary",
-        str(sets["crack500"]),
-        "--secondary",
-        str(sets["cfd"]),
-        "--q",
-        "1",
-        "2",
-        "--strategy",
-        "band",
-        "random",
-        "--steps",
-        "2",
-        "--out",
-        str(out),
-    ]
-    assert main(args) == 0
+    args = ["adapt", "--registry", registry.root, "--train", sets["train"], "--val", sets["val"],
+            "--secondary", sets["crack500"], "--secondary", sets["cfd"], "--q", 1, 2,
+            "--strategy", "band", "random", "--steps", 2, "--out", out]  # fmt: skip
+    assert cli(*args) == 0
     for name in (
         "ods.csv",
         "per_image.csv",

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from backend import local_servers as server
+from tests.availability import unavailable
 from training.data import find_samples, load
 from training.fit import fit_version
 from training.registry import Registry
@@ -51,10 +52,7 @@ class LabelStudioAPI:
 def label_studio_binary() -> Path:
     binary = Path(os.environ.get("LABEL_STUDIO_BIN", REPO / ".venv-ls" / "bin" / "label-studio"))
     if not binary.exists():
-        message = f"Label Studio not installed at {binary} (scripts/setup-services installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"Label Studio not installed at {binary} (scripts/setup-services installs it)")
     return binary
 
 
@@ -139,9 +137,7 @@ def backend(label_studio, trained_registry, base_train, base_val, tmp_path_facto
 def redis_server(tmp_path_factory):
     binary = shutil.which("redis-server")
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server not installed (scripts/setup-services installs it)")
-        pytest.skip("redis-server not installed")
+        unavailable("redis-server not installed (scripts/setup-services installs it)")
     r = server.RedisServer(binary, tmp_path_factory.mktemp("redis"))
     r.start()
     yield r
