@@ -14,6 +14,7 @@ from crackal import (
     models,
     score,
     serve,
+    simulate,
     status,
     train,
     worker,
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     evaluate.add_parser(sub)
     adapt.add_parser(sub)
+    simulate.add_parser(sub)
     models.add_parser(sub)
     serve.add_parser(sub)
     worker.add_parser(sub)

@@ -22,7 +22,9 @@ def predict_probs(
     the probabilities upscaled back. Sides are reflect-padded to a multiple of 32.
     """
     h, w = image.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device)
+    x = x.float() / 255.0
     scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
@@ -38,6 +40,6 @@ def predict_probs(
         logits = model(normalize(x, encoder))[..., :sh, :sw]
         if scale < 1.0:
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        probs = torch.sigmoid(logits)[0, 0].float().numpy()
+        probs = torch.sigmoid(logits)[0, 0].float().cpu().numpy()
     model.train(was_training)
     return probs

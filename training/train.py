@@ -1,8 +1,8 @@
 """The training loop: random crops, BCE + Dice, AdamW, warm-up then cosine, early stop on
 validation ODS. Used both for a base model and for adapting one to newly labelled images.
 
-CPU-sized defaults (2 cores): 128 x 128 crops, batch 8, bf16 autocast for the forward and
-backward pass (evaluation runs in float32).
+CPU-sized defaults (2 cores): 128 x 128 crops, batch 8. Runs on CUDA when present; bf16
+autocast only where the hardware has native bf16 (`training.device`); evaluation in float32.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from training.data import Loaded, batch_tensors, random_crop
+from training.device import resolve_device, use_bf16
 from training.evaluate import Evaluation, evaluate
 from training.losses import bce_dice_loss
 from training.model import normalize
@@ -41,7 +42,7 @@ class TrainConfig:
     patience: int = 4  # evaluations without a better validation ODS before stopping
     max_minutes: float = 13.0  # wall-clock budget for the whole run, evaluations included
     seed: int = 0
-    bf16: bool = True
+    bf16: bool | None = None  # None: native bf16 decides (training.device.use_bf16)
     added_fraction: float = 0.25  # share of each batch drawn from added (new) images
 
     @classmethod
@@ -101,6 +102,7 @@ def train(
     added_items: Sequence[Loaded] = (),
     on_checkpoint: Callable[[dict[str, torch.Tensor], Evaluation], None] | None = None,
     progress: bool = True,
+    device: torch.device | str | None = None,
 ) -> TrainResult:
     """Train `model` in place and return its best state.
 
@@ -110,6 +112,9 @@ def train(
     config = config or TrainConfig()
     if not train_items and not added_items:
         raise ValueError("no training images")
+    device = resolve_device(device if device is None else str(device))
+    bf16 = use_bf16(device) if config.bf16 is None else config.bf16
+    model.to(device)
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     encoder_params = list(model.encoder.parameters())
@@ -141,7 +146,8 @@ def train(
         picks = [train_items[i] for i in rng.integers(0, len(train_items) or 1, n_base)]
         picks += [added_items[i] for i in rng.integers(0, len(added_items) or 1, n_added)]
         images, masks = batch_tensors([random_crop(it, config.crop, rng) for it in picks])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        images, masks = images.to(device), masks.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(normalize(images, encoder))
         loss = bce_dice_loss(logits, masks)
         optimizer.zero_grad(set_to_none=True)
@@ -183,6 +189,7 @@ def train(
     bar.close()
     if best_state is None:
         best_state = copy.deepcopy(model.state_dict())
+    best_state = {k: v.cpu() for k, v in best_state.items()}
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(
@@ -193,5 +200,5 @@ def train(
         seconds=time.monotonic() - start,
         stopped=stopped,
         history=history,
-        config=asdict(config),
+        config={**asdict(config), "bf16": bf16, "device": str(device)},
     )
