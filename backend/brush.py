@@ -10,9 +10,23 @@ from label_studio_sdk.converter.brush import decode_rle, mask2rle
 from backend.label_config import BrushTarget
 
 
+class BrushError(ValueError):
+    """A brush result that cannot be read; str() is the reason."""
+
+
+def mask_rle(mask: np.ndarray) -> list[int]:
+    """Label Studio's brush RLE of an H x W bool mask (painted pixels opaque)."""
+    return [int(v) for v in mask2rle(mask.astype(np.uint8) * 255)]
+
+
 def mask_result(mask: np.ndarray, target: BrushTarget) -> dict[str, Any]:
     """One BrushLabels result painting `mask` (H x W bool) at the image's original size."""
-    h, w = mask.shape
+    return rle_result(mask_rle(mask), mask.shape, target)
+
+
+def rle_result(rle: list[int], shape: tuple[int, int], target: BrushTarget) -> dict[str, Any]:
+    """One BrushLabels result of an RLE painted on an image of `shape` (H, W)."""
+    h, w = shape
     return {
         "from_name": target.from_name,
         "to_name": target.to_name,
@@ -22,18 +36,48 @@ def mask_result(mask: np.ndarray, target: BrushTarget) -> dict[str, Any]:
         "image_rotation": 0,
         "value": {
             "format": "rle",
-            "rle": [int(v) for v in mask2rle(mask.astype(np.uint8) * 255)],
+            "rle": rle,
             "brushlabels": [target.crack_label],
         },
     }
 
 
-def result_mask(result: dict[str, Any]) -> np.ndarray:
-    """The H x W bool mask of one brushlabels result (its alpha channel is the paint)."""
-    h, w = int(result["original_height"]), int(result["original_width"])
-    flat = decode_rle(result["value"]["rle"])
-    if flat.size != h * w * 4:
-        raise ValueError(f"RLE holds {flat.size} values, expected {h}x{w}x4")
+def rle_length(rle: list[int]) -> int:
+    """The number of values an RLE decodes to, read from its 32-bit header (no decoding)."""
+    if len(rle) < 4:
+        raise BrushError("brush RLE is shorter than its header")
+    return int.from_bytes(bytes(rle[:4]), "big")
+
+
+def result_size(result: dict[str, Any]) -> tuple[int, int]:
+    """(height, width) a brush result was painted at; BrushError when they are not sizes."""
+    h, w = result.get("original_height"), result.get("original_width")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        raise BrushError(f"brush result has no valid size ({w!r} x {h!r})")
+    return h, w
+
+
+def result_mask(result: dict[str, Any], max_pixels: int = 64_000_000) -> np.ndarray:
+    """The H x W bool mask of one brushlabels result (its alpha channel is the paint).
+
+    Every field is checked, and the RLE's length header against H x W x 4, before anything
+    is decoded: a short RLE claiming billions of values is refused, not allocated.
+    """
+    h, w = result_size(result)
+    value = result.get("value")
+    if h * w > max_pixels:
+        raise BrushError(f"brush result is {w}x{h}, above the pixel limit")
+    if not isinstance(value, dict):
+        raise BrushError("brush result has no value object")
+    rle = value.get("rle")
+    if not isinstance(rle, list) or not all(isinstance(v, int) and 0 <= v < 256 for v in rle):
+        raise BrushError("brush RLE is not a list of bytes")
+    if rle_length(rle) != h * w * 4:
+        raise BrushError(f"brush RLE holds {rle_length(rle)} values, expected {w}x{h}x4")
+    try:
+        flat = decode_rle(rle)
+    except (ValueError, IndexError) as exc:
+        raise BrushError(f"brush RLE is malformed ({exc.__class__.__name__})") from None
     return flat.reshape(h, w, 4)[:, :, 3] > 0
 
 
@@ -42,14 +86,21 @@ def annotation_mask(
 ) -> np.ndarray:
     """Union of an annotation's brush strokes of `target`; empty when it has none (an image
     labelled as crack-free)."""
+    if not isinstance(results, list):
+        raise BrushError("annotation result is not a list")
     mask = np.zeros(shape, dtype=bool)
     for r in results:
-        if r.get("type") != "brushlabels" or r.get("from_name") != target.from_name:
+        if not isinstance(r, dict) or r.get("from_name") != target.from_name:
             continue
-        if r.get("value", {}).get("format") != "rle":
+        if r.get("type") not in ("brushlabels", "brush"):
             continue
-        part = result_mask(r)
-        if part.shape != shape:
-            raise ValueError(f"brush mask {part.shape} does not fit the image {shape}")
-        mask |= part
+        value = r.get("value")
+        if not isinstance(value, dict) or value.get("format") != "rle":
+            raise BrushError("brush result without an RLE value")
+        if result_size(r) != shape:
+            (rh, rw), (h, w) = result_size(r), shape
+            raise BrushError(
+                f"brush mask is {rw}x{rh}, the image is {w}x{h} (was the image replaced?)"
+            )
+        mask |= result_mask(r, max_pixels=shape[0] * shape[1])
     return mask

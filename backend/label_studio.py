@@ -80,11 +80,15 @@ class LabelStudio:
                 json=predictions[start : start + 500],
             )
 
-    def delete_predictions(self, project_id: int) -> None:
-        """Delete every prediction of the project (Data Manager action, one call)."""
-        self._call(
-            "POST",
-            "/api/dm/actions",
-            params={"id": "delete_tasks_predictions", "project": project_id},
-            json={"selectedItems": {"all": True, "excluded": []}},
-        )
+    def delete_predictions(self, prediction_ids: list[int]) -> int:
+        """Delete these predictions, one call each; returns how many went (a prediction
+        that is already gone counts as removed)."""
+        removed = 0
+        for pid in prediction_ids:
+            try:
+                self._call("DELETE", f"/api/predictions/{int(pid)}/")
+            except LabelStudioError as exc:
+                if "HTTP 404" not in str(exc):
+                    raise
+            removed += 1
+        return removed

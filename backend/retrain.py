@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from backend.scorer import is_labelled
+from backend.annotations import is_labelled, latest_annotation
+from backend.brush import annotation_mask
 from backend.service import Service
+from backend.task_image import TaskImageError
 from selection.atomic import atomic_write
 from selection.images import decode_rgb
 from training.data import find_samples, load
@@ -36,31 +38,46 @@ def labels_folder(service: Service, project_id: int) -> Path:
     return Path(service.settings.registry) / "labels" / f"project-{project_id}"
 
 
-def export_labels(service: Service, project_id: int) -> tuple[Path, list[int]]:
-    """Write every labelled task's image and mask (latest annotation) as a dataset folder;
-    returns the folder and the task ids in it. Tasks whose image fails are logged, skipped."""
+def export_labels(service: Service, project_id: int) -> tuple[Path, list[int], dict[int, str]]:
+    """Write every labelled task's image and mask (latest annotation) as a dataset folder,
+    streaming the project's tasks; returns the folder, the task ids in it and, per task
+    whose label could not be used, the reason (each such task is skipped alone).
+
+    A brush mask whose size differs from the image's is skipped, not resized: it was drawn
+    on another image (e.g. one replaced since), and a stretched mask would teach wrong
+    pixels."""
     target = service.target(project_id)
-    tasks = [t for t in service.client.tasks(project_id) if is_labelled(t)]
     folder = labels_folder(service, project_id)
     fresh = folder.with_name(folder.name + ".new")
     shutil.rmtree(fresh, ignore_errors=True)
     (fresh / "images").mkdir(parents=True)
     (fresh / "masks").mkdir()
-    exported = []
-    images, errors = service.scorer.fetch_all(tasks, target)
-    for task in tasks:
-        tid = task["id"]
-        if tid not in images:
-            log.warning("task %s: label not used: %s", tid, errors.get(tid))
+    exported: list[int] = []
+    skipped: dict[int, str] = {}
+    for task in service.client.tasks(project_id):
+        if not is_labelled(task) or not isinstance(task.get("id"), int):
             continue
-        mask = service.scorer.labelled_mask(task, target, images[tid])
-        _write_image(fresh / "images" / f"task-{tid}", images[tid])
-        with atomic_write(fresh / "masks" / f"task-{tid}.png") as fh:
-            Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(fh, "PNG")
-        exported.append(tid)
+        tid = task["id"]
+        try:
+            data = service.fetch_image(task, target)
+            shape = decode_rgb(data, f"task {tid}").shape[:2]
+            mask = annotation_mask(latest_annotation(task).get("result"), target, shape)
+            _write_image(fresh / "images" / f"task-{tid}", data)
+            with atomic_write(fresh / "masks" / f"task-{tid}.png") as fh:
+                Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(fh, "PNG")
+        except TaskImageError as exc:
+            skipped[tid] = f"image: {exc}"
+        except Exception as exc:  # this label only: the others still train
+            skipped[tid] = f"annotation: {getattr(exc, 'reason', None) or exc}"[:300]
+        else:
+            exported.append(tid)
+            continue
+        log.warning("project %s task %s: label not used: %s", project_id, tid, skipped[tid])
+        for stale in fresh.glob(f"*/task-{tid}.*"):
+            stale.unlink()
     shutil.rmtree(folder, ignore_errors=True)
     fresh.rename(folder)
-    return folder, exported
+    return folder, exported, skipped
 
 
 def _write_image(stem: Path, data: bytes) -> None:
@@ -80,16 +97,18 @@ def retrain_project(
 ) -> dict[str, Any]:
     """Adapt the current model to the project's labels; returns what happened."""
     settings = service.settings
-    folder, task_ids = export_labels(service, project_id)
+    folder, task_ids, skipped = export_labels(service, project_id)
+    skipped_out = {str(k): v for k, v in skipped.items()}
     if not task_ids:
         service.rescore_project(project_id)
-        return {"status": "no labels yet", "project": project_id}
+        return {"status": "no labels yet", "project": project_id, "skipped": skipped_out}
     labels = load(find_samples(folder, set_name=f"project-{project_id}"))
     base = load(find_samples(settings.base_train)) if settings.base_train else []
     val = load(find_samples(settings.base_val)) if settings.base_val else []
-    parent = service.scorer.registry.resolve("current")
+    registry = service.holder.registry
+    parent = registry.resolve("current")
     outcome = fit_version(
-        service.scorer.registry,
+        registry,
         base,
         val,
         parent=parent,
@@ -107,6 +126,7 @@ def retrain_project(
         "project": project_id,
         "labels": len(labels),
         "tasks": task_ids,
+        "skipped": skipped_out,
         "version": outcome.version,
         "parent": parent,
         "promoted": outcome.promoted,

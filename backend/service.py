@@ -1,29 +1,63 @@
-"""Project-level operations of the backend, shared by the HTTP handlers and the jobs."""
+"""Project-level operations of the backend, shared by the HTTP handlers and the jobs.
+
+- `rescore_project` (a job): streams the project's tasks page by page, fetches only
+  images that are new or changed (features and masks are cached by content), fits the
+  method on P u S (P = base set + labelled tasks, S = the rest), stores the fit, imports
+  the new predictions in batches, then removes crackal's older predictions of those tasks
+  (never other backends' or imported ones) and orders the queue.
+- `predict` (a request): fetches and embeds only the tasks asked for and scores them with
+  the project's stored fit (provisional numbers, clipped to [0, 1], until the next job).
+A task whose image or annotation is unusable gets a recorded reason and costs only itself.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import requests
+
+from backend.annotations import is_labelled
+from backend.brush import mask_rle, rle_result
 from backend.label_config import BrushTarget, parse_brush_target
 from backend.label_studio import LabelStudio
-from backend.scorer import PoolScores, Scorer, is_labelled
+from backend.mask_cache import MaskCache
+from backend.model_holder import ModelHolder, Serving
+from backend.pool_store import PoolStore
 from backend.settings import Settings
+from backend.task_image import TaskImageError, fetch_task_image, image_url
+from selection.distance_fit import DistanceFit
+from selection.images import content_hash, decode_rgb
+from training.predict import predict_probs
 
 log = logging.getLogger("crackal.backend")
 
 SAMPLING = "Uncertainty sampling"
+IMPORT_BATCH = 100
 
 
 def project_id_of(value: Any) -> int:
     """Label Studio sends the project as 7, "7", "7.1712345678" or {"id": 7, ...}."""
     if isinstance(value, dict):
         value = value.get("id")
+    if isinstance(value, bool):
+        raise ValueError(f"not a project id: {value!r}")
     try:
         return int(str(value).split(".")[0])
     except (TypeError, ValueError):
         raise ValueError(f"not a project id: {value!r}") from None
+
+
+@dataclass
+class Analysed:
+    """What one task's image gave: its content hash, feature row and (maybe) mask."""
+
+    sha: str
+    features: np.ndarray
+    mask: tuple[list[int], tuple[int, int]] | None = None  # (RLE, (h, w))
 
 
 @dataclass
@@ -33,7 +67,9 @@ class RescoreReport:
     tasks: int
     predictions: int
     labelled: int
-    errors: dict[int, str]
+    fetched: int  # images downloaded by this run (the others were known and cached)
+    removed: int  # older crackal predictions removed after the import
+    errors: dict[int, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +78,8 @@ class RescoreReport:
             "tasks": self.tasks,
             "predictions": self.predictions,
             "labelled": self.labelled,
+            "fetched": self.fetched,
+            "removed": self.removed,
             "errors": {str(k): v for k, v in self.errors.items()},
         }
 
@@ -50,41 +88,191 @@ class Service:
     """The backend's work on Label Studio projects."""
 
     def __init__(
-        self, settings: Settings, scorer: Scorer | None = None, client: LabelStudio | None = None
+        self,
+        settings: Settings,
+        holder: ModelHolder | None = None,
+        client: LabelStudio | None = None,
+        session: requests.Session | None = None,
     ) -> None:
         self.settings = settings
-        self.scorer = scorer or Scorer(settings)
+        self.holder = holder or ModelHolder(settings)
         self.client = client or LabelStudio(settings)
+        self.session = session or requests.Session()
 
     def target(self, project_id: int) -> BrushTarget:
         return parse_brush_target(self.client.project(project_id)["label_config"])
 
-    def rescore_project(self, project_id: int) -> RescoreReport:
-        """Score every task, replace the project's predictions, order its queue.
+    def masks(self, serving: Serving) -> MaskCache:
+        model = serving.model
+        return MaskCache(self.settings.cache, model.meta["weights_sha256"], model.threshold)
 
-        All tasks are read from the API (never from a webhook's payload), so the pool,
-        the PCA and the scaling always cover the whole project.
-        """
+    # -- per-task work ----------------------------------------------------------------------
+    def analyse(
+        self,
+        serving: Serving,
+        batch: Sequence[tuple[int, bytes, bool]],
+        errors: dict[int, str],
+    ) -> dict[int, Analysed]:
+        """Features (and, where the flag asks, masks) of (task id, image bytes, want mask)
+        items; cached ones cost no model time. Failures go to `errors`, one task each."""
+        masks = self.masks(serving)
+        out: dict[int, Analysed] = {}
+        to_embed: list[tuple[int, np.ndarray]] = []
+        for tid, data, want_mask in batch:
+            try:
+                sha = content_hash(data)
+                row = serving.cache.get(sha)
+                mask = masks.get(sha) if want_mask else None
+                rgb = None
+                if row is None or (want_mask and mask is None):
+                    rgb = decode_rgb(data, f"task {tid}")
+                if want_mask and mask is None:
+                    bits = predict_probs(serving.model.model, rgb, serving.model.encoder)
+                    bits = bits > serving.model.threshold
+                    mask = (mask_rle(bits), bits.shape)
+                    masks.put(sha, *mask)
+                out[tid] = Analysed(sha, row, mask)
+                if row is None:
+                    to_embed.append((tid, rgb))
+            except Exception as exc:  # this task's image only
+                errors[tid] = _reason(exc)
+                out.pop(tid, None)
+        if to_embed:
+            try:
+                rows = serving.extractor([rgb for _, rgb in to_embed])
+            except Exception as exc:
+                for tid, _ in to_embed:
+                    errors[tid] = f"features failed: {_reason(exc)}"
+                    out.pop(tid, None)
+            else:
+                for (tid, _), row in zip(to_embed, rows, strict=True):
+                    serving.cache.put(out[tid].sha, row)
+                    out[tid].features = row
+        return out
+
+    def fetch_image(self, task: dict[str, Any], target: BrushTarget) -> bytes:
+        return fetch_task_image(task, target, self.settings, self.session)
+
+    # -- the scoring job --------------------------------------------------------------------
+    def rescore_project(self, project_id: int) -> RescoreReport:
+        """Score every task, import the predictions, remove crackal's older ones, order the
+        queue. Memory: one page of tasks, one batch of images and a feature row per task."""
+        serving = self.holder.current()
         target = self.target(project_id)
-        tasks = list(self.client.tasks(project_id))
-        images, errors = self.scorer.fetch_all(tasks, target)
-        pool = self.scorer.score_pool(tasks, target, images)
-        pool.errors.update(errors)
-        unlabelled = [t for t in tasks if not is_labelled(t)]
-        predictions = self.scorer.predictions(unlabelled, target, pool, images)
-        self.client.delete_predictions(project_id)
-        self.client.import_predictions(project_id, predictions)
-        self.order_queue(project_id, pool.model_version)
+        store = PoolStore(self.settings.registry, project_id)
+        masks = self.masks(serving)
+        ours = set(self.holder.registry.versions())
+        known = store.load_index()
+        index: dict[int, dict[str, str]] = {}
+        features: dict[int, np.ndarray] = {}
+        labelled: set[int] = set()
+        errors: dict[int, str] = {}
+        old_predictions: dict[int, list[int]] = {}
+        pending: list[tuple[int, str, bytes, bool]] = []
+        fetched = tasks_seen = 0
+
+        def flush() -> None:
+            batch = [(tid, data, not lab) for tid, _, data, lab in pending]
+            for tid, result in self.analyse(serving, batch, errors).items():
+                features[tid] = result.features
+                index[tid] = {
+                    "url": next(u for t, u, _, _ in pending if t == tid),
+                    "sha": result.sha,
+                }
+            pending.clear()
+
+        for task in self.client.tasks(project_id):
+            tasks_seen += 1
+            tid = task.get("id")
+            if not isinstance(tid, int):
+                continue
+            old_predictions[tid] = _our_predictions(task, ours)
+            lab = is_labelled(task)
+            if lab:
+                labelled.add(tid)
+            try:
+                url = image_url(task, target)
+                entry = known.get(tid)
+                if entry and entry.get("url") == url:
+                    row = serving.cache.get(entry["sha"])
+                    if row is not None and (lab or masks.get(entry["sha"]) is not None):
+                        features[tid], index[tid] = row, entry
+                        continue
+                data = self.fetch_image(task, target)
+                fetched += 1
+            except TaskImageError as exc:
+                errors[tid] = str(exc)
+                continue
+            pending.append((tid, url, data, lab))
+            if len(pending) >= self.settings.batch_size:
+                flush()
+        flush()
+        for tid, reason in errors.items():
+            log.warning("project %s task %s: %s", project_id, tid, reason)
+
+        scores = self._fit_and_score(serving, store, features, labelled, errors)
+        imported = 0
+        replaced: list[int] = []  # older crackal predictions of tasks that got a new one
+        batch: list[dict[str, Any]] = []
+        for tid, score in scores.items():
+            mask = masks.get(index[tid]["sha"])
+            if mask is None:
+                errors[tid] = "mask missing from the cache"
+                continue
+            batch.append(_prediction(tid, serving.version, score, mask, target))
+            replaced += old_predictions.get(tid, [])
+            if len(batch) >= IMPORT_BATCH:
+                self.client.import_predictions(project_id, batch)
+                imported, batch = imported + len(batch), []
+        if batch:
+            self.client.import_predictions(project_id, batch)
+            imported += len(batch)
+        removed = self.client.delete_predictions(replaced)
+        self.order_queue(project_id, serving.version)
+        store.save_index(index)
         log.info(
-            "project %s: %d predictions imported (model %s), %d errors",
+            "project %s: %d predictions imported (model %s), %d fetched, %d old removed, %d errors",
             project_id,
-            len(predictions),
-            pool.model_version,
-            len(pool.errors),
+            imported,
+            serving.version,
+            fetched,
+            removed,
+            len(errors),
         )
         return RescoreReport(
-            project_id, pool.model_version, len(tasks), len(predictions), pool.labelled, pool.errors
+            project_id,
+            serving.version,
+            tasks_seen,
+            imported,
+            len(labelled & set(features)),
+            fetched,
+            removed,
+            errors,
         )
+
+    def _fit_and_score(
+        self,
+        serving: Serving,
+        store: PoolStore,
+        features: dict[int, np.ndarray],
+        labelled: set[int],
+        errors: dict[int, str],
+    ) -> dict[int, float]:
+        """Fit on P u S, store the fit, and return 1 - scaled I_dist per unlabelled task."""
+        p_rows = [features[t] for t in features if t in labelled]
+        s_ids = [t for t in features if t not in labelled]
+        primary = _stack(serving.base_features, p_rows)
+        if not s_ids:
+            return {}
+        if not len(primary):
+            errors.update({t: "no training images to compare with" for t in s_ids})
+            return {}
+        fit, i_dist = DistanceFit.fit(
+            primary, np.stack([features[t] for t in s_ids]), self.settings.components
+        )
+        store.save_fit(serving.version, fit)
+        scaled = fit.scaled_at_fit(i_dist)
+        return {t: float(1.0 - x) for t, x in zip(s_ids, scaled, strict=True)}
 
     def order_queue(self, project_id: int, model_version: str) -> None:
         """Farthest first: uncertainty sampling over predictions of `model_version`."""
@@ -93,50 +281,103 @@ class Service:
         else:
             self.client.update_project(project_id, model_version=model_version)
 
+    # -- the /predict request ---------------------------------------------------------------
     def predict(
         self, tasks: list[dict[str, Any]], label_config: str, project: Any
     ) -> list[list[dict[str, Any]]]:
-        """Predictions for the tasks of a /predict call, one list per task (empty when the
-        task's image could not be used). Scores are those of the whole project's pool."""
+        """One list per task: its prediction, or empty with the reason logged. Scores use
+        the project's stored fit; without one, the tasks of this call are the pool."""
         target = parse_brush_target(label_config)
-        images, errors = self.scorer.fetch_all(tasks, target)
-        pool = self._pool_for(project, tasks, target, images)
-        pool.errors.update(errors)
-        by_task = {p["task"]: p for p in self.scorer.predictions(tasks, target, pool, images)}
+        serving = self.holder.current()
+        errors: dict[int, str] = {}
+        batch = []
         for task in tasks:
-            if task["id"] not in by_task:
-                log.warning(
-                    "task %s: no prediction: %s",
-                    task["id"],
-                    pool.errors.get(task["id"], "unknown reason"),
-                )
-        return [[_strip(by_task[t["id"]])] if t["id"] in by_task else [] for t in tasks]
+            try:
+                batch.append((task["id"], self.fetch_image(task, target), True))
+            except TaskImageError as exc:
+                errors[task["id"]] = str(exc)
+        analysed = self.analyse(serving, batch, errors)
+        scores = self._call_scores(serving, tasks, analysed, project, errors)
+        out = []
+        for task in tasks:
+            tid = task["id"]
+            if tid in analysed and tid in scores:
+                pred = _prediction(tid, serving.version, scores[tid], analysed[tid].mask, target)
+                out.append([{k: pred[k] for k in ("model_version", "score", "result")}])
+            else:
+                log.warning("task %s: no prediction: %s", tid, errors.get(tid, "unknown reason"))
+                out.append([])
+        return out
 
-    def _pool_for(
+    def _call_scores(
         self,
-        project: Any,
+        serving: Serving,
         tasks: list[dict[str, Any]],
-        target: BrushTarget,
-        images: dict[int, bytes],
-    ) -> PoolScores:
-        """The whole project's pool when Label Studio can be asked for it, else the tasks
-        of this call alone (then the scores are relative to these tasks only)."""
-        if project is None:  # a caller outside Label Studio: these tasks are the pool
-            return self.scorer.score_pool(tasks, target, images)
-        try:
-            project_id = project_id_of(project)
-            all_tasks = list(self.client.tasks(project_id))
-        except Exception as exc:  # scoring must not fail the prediction
-            log.warning("scoring only the %d tasks of this call: %s", len(tasks), exc)
-            return self.scorer.score_pool(tasks, target, images)
-        known = {t["id"] for t in all_tasks}
-        pool_tasks = all_tasks + [t for t in tasks if t["id"] not in known]
-        wanted = {t["id"] for t in tasks}
-        extra_images, _ = self.scorer.fetch_all(
-            [t for t in pool_tasks if t["id"] not in wanted], target
-        )
-        return self.scorer.score_pool(pool_tasks, target, {**extra_images, **images})
+        analysed: dict[int, Analysed],
+        project: Any,
+        errors: dict[int, str],
+    ) -> dict[int, float]:
+        labelled = {t["id"] for t in tasks if is_labelled(t)} & set(analysed)
+        s_ids = [t["id"] for t in tasks if t["id"] in analysed and t["id"] not in labelled]
+        scores = dict.fromkeys(labelled, 1.0)
+        if not s_ids:
+            return scores
+        s_rows = np.stack([analysed[t].features for t in s_ids])
+        fit = None
+        if project is not None:
+            try:
+                fit = PoolStore(self.settings.registry, project_id_of(project)).load_fit(
+                    serving.version
+                )
+            except ValueError:
+                fit = None
+        if fit is not None:
+            scaled = fit.scaled(fit.i_dist(s_rows))
+        else:  # no scoring job has run yet for this project and version: this call's pool
+            primary = _stack(serving.base_features, [analysed[t].features for t in labelled])
+            if not len(primary):
+                errors.update({t: "no training images to compare with" for t in s_ids})
+                return scores
+            fit, i_dist = DistanceFit.fit(primary, s_rows, self.settings.components)
+            scaled = fit.scaled_at_fit(i_dist)
+        scores.update({t: float(1.0 - x) for t, x in zip(s_ids, scaled, strict=True)})
+        return scores
 
 
-def _strip(prediction: dict[str, Any]) -> dict[str, Any]:
-    return {k: prediction[k] for k in ("model_version", "score", "result")}
+def _stack(base: np.ndarray, rows: Iterable[np.ndarray]) -> np.ndarray:
+    rows = list(rows)
+    parts = ([base] if base.size else []) + ([np.stack(rows)] if rows else [])
+    return np.vstack(parts) if parts else np.zeros((0, 0))
+
+
+def _prediction(
+    tid: int,
+    version: str,
+    score: float,
+    mask: tuple[list[int], tuple[int, int]],
+    target: BrushTarget,
+) -> dict[str, Any]:
+    rle, shape = mask
+    return {
+        "task": tid,
+        "model_version": version,
+        "score": score,
+        "result": [rle_result(rle, shape, target)],
+    }
+
+
+def _our_predictions(task: dict[str, Any], ours: set[str]) -> list[int]:
+    """Ids of the task's predictions whose model_version names a version of our registry."""
+    preds = task.get("predictions")
+    if not isinstance(preds, list):
+        return []
+    return [
+        p["id"]
+        for p in preds
+        if isinstance(p, dict) and isinstance(p.get("id"), int) and p.get("model_version") in ours
+    ]
+
+
+def _reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason or exc or exc.__class__.__name__)[:300]

@@ -29,7 +29,6 @@ from backend import local_servers as server
 from backend.app import create_app
 from backend.service import Service
 from backend.settings import Settings
-from selection.cache import FeatureCache
 from selection.images import list_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,9 +92,8 @@ def main() -> None:
             }
             http.post(f"{url}/api/projects/{project}/import", files=files, timeout=300)
         service = Service(settings)
-        extractor = service.scorer.extractor()
         # P's features are computed once per model version in a deployment: not timed here.
-        service.scorer.base_features(extractor, FeatureCache(settings.cache, extractor.version))
+        service.holder.current()
         for label in ("cold feature cache", "warm feature cache"):
             t0 = time.perf_counter()
             report = service.rescore_project(project)

@@ -14,13 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_BAND = (0.6, 1.0)
+# Spreads below this fraction of the largest distance are round-off (duplicated images
+# differ by ~1e-13 after PCA), not distances: they scale to 0.
+SCALE_TOLERANCE = 1e-9
 
 
 def min_max_scale(values: np.ndarray) -> np.ndarray:
     """(x - min) / (max - min) in float64.
 
     When all values are equal (one image, or identical images) no image is farther than
-    another: every scaled value is 0, so none enters the candidate band.
+    another: every scaled value is 0, so none enters the candidate band. "Equal" allows
+    round-off: a spread within SCALE_TOLERANCE of the largest value counts as none.
     """
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
@@ -28,7 +32,7 @@ def min_max_scale(values: np.ndarray) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError("distances contain NaN or infinity")
     lo, hi = x.min(), x.max()
-    if hi == lo:
+    if hi - lo <= SCALE_TOLERANCE * max(abs(hi), 1.0):
         return np.zeros_like(x)
     return (x - lo) / (hi - lo)
 

@@ -15,7 +15,11 @@ from PIL import Image
 
 from backend.app import create_app
 from backend.label_config import LabelConfigError, parse_brush_target
+from backend.pool_store import PoolStore
+from backend.service import Service
 from backend.settings import Settings
+from selection.distance_fit import DistanceFit
+from selection.images import read_rgb
 from training.model import build_model
 from training.registry import Registry
 
@@ -120,7 +124,7 @@ def test_health_and_setup_answer_fast_without_loading_a_model(client, registry):
     )
     assert time.monotonic() - start < 3
     assert resp.status_code == 200 and resp.get_json() == {"model_version": "v1"}
-    assert client.application.config["crackal.service"].scorer._model is None
+    assert not client.application.config["crackal.service"].holder.loaded
     bad = client.post("/setup", json={"schema": "<View><Text name='t' value='$t'/></View>"})
     assert bad.status_code == 400 and "BrushLabels" in bad.get_json()["error"]
 
@@ -244,3 +248,30 @@ def test_a_webhook_storm_is_acknowledged_fast_with_one_job_per_project(client):
     assert answers.count("counted") >= 100  # two of every three events only count
     assert set(answers) <= {"counted", "queued", "already queued", "follow-up"}
     assert queue.runner.wait_idle(60)
+
+
+def test_predict_scores_with_the_projects_stored_fit(settings, images, tmp_path):
+    """With a stored fit for the project, /predict's score is 1 - the fit's scaling of the
+    task's own features: no other task of the project is read (Label Studio is down)."""
+    service = Service(settings)
+    serving = service.holder.current()
+    rows = serving.extractor([read_rgb(p) for p in images])
+    fit, _ = DistanceFit.fit(serving.base_features, rows[1:])
+    PoolStore(settings.registry, 41).save_fit(serving.version, fit)
+    tasks = [{"id": 5, "data": {"photo": data_url(images[0])}}]
+    (pred,) = service.predict(tasks, CONFIG, project="41.123")[0]
+    expected = 1 - fit.scaled(fit.i_dist(rows[:1]))[0]
+    assert pred["score"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_hostile_task_urls_cost_only_their_own_task(client, images):
+    tasks = [
+        {"id": 1, "data": {"photo": "http://[x"}},
+        {"id": 2, "data": {"photo": "/tmp/a\x00b.jpg"}},
+        {"id": 3, "data": {"photo": data_url(images[0])}},
+        {"id": 4, "data": None},
+        {"id": 5, "data": {"photo": ["not", "a", "url"]}},
+        {"id": 6, "data": {"photo": data_url(images[1])}},
+    ]
+    got = [bool(r) for r in predict(client, tasks, project=9)]
+    assert got == [False, False, True, False, False, True]

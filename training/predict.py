@@ -1,4 +1,9 @@
-"""Crack probability maps for whole images, at their original size."""
+"""Crack probability maps for whole images, at their original size and resolution.
+
+Images larger than one tile are predicted tile by tile (overlapping tiles, blended with
+weights that fall off towards each tile's border), so thin cracks of a 12-20 MP photo are
+seen at full resolution and memory is bounded by the tile, not the image.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +15,53 @@ from torch import nn
 from training.model import normalize
 
 STRIDE = 32  # UNet++ needs sides divisible by the encoder's output stride
-DEFAULT_MAX_SIDE = 1024
+TILE = 1024  # tile side (pixels) of full-resolution inference
+OVERLAP = 128  # pixels shared by neighbouring tiles
 
 
 def predict_probs(
-    model: nn.Module, image: np.ndarray, encoder: str, max_side: int = DEFAULT_MAX_SIDE
+    model: nn.Module,
+    image: np.ndarray,
+    encoder: str,
+    max_side: int | None = None,
+    tile: int = TILE,
+    overlap: int = OVERLAP,
 ) -> np.ndarray:
     """H x W float32 crack probabilities for an H x W x 3 uint8 image.
 
-    Images whose longer side exceeds `max_side` are downscaled for the forward pass and
-    the probabilities upscaled back. Sides are reflect-padded to a multiple of 32.
+    Full resolution by default. `max_side` downscales larger images first (a quick
+    look, e.g. for uncertainty over a pool) and upscales the probabilities back.
     """
     h, w = image.shape[:2]
-    device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device)
-    x = x.float() / 255.0
-    scale = min(1.0, max_side / max(h, w))
-    if scale < 1.0:
+    if max_side is not None and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        x = _to_tensor(image, model)
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        small = _forward(model, x, encoder)
+        up = F.interpolate(small[None, None], size=(h, w), mode="bilinear", align_corners=False)
+        return torch.sigmoid(up)[0, 0].numpy()
+    if max(h, w) <= tile:
+        return torch.sigmoid(_forward(model, _to_tensor(image, model), encoder)).numpy()
+    probs_sum = np.zeros((h, w), dtype=np.float32)
+    weight_sum = np.zeros((h, w), dtype=np.float32)
+    for y, x in _tile_origins(h, w, tile, overlap):
+        crop = image[y : y + tile, x : x + tile]
+        probs = torch.sigmoid(_forward(model, _to_tensor(crop, model), encoder)).numpy()
+        weight = _blend_weights(*probs.shape, overlap)
+        probs_sum[y : y + crop.shape[0], x : x + crop.shape[1]] += probs * weight
+        weight_sum[y : y + crop.shape[0], x : x + crop.shape[1]] += weight
+    return probs_sum / weight_sum
+
+
+def _to_tensor(image: np.ndarray, model: nn.Module) -> torch.Tensor:
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device)
+    return x.float() / 255.0
+
+
+def _forward(model: nn.Module, x: torch.Tensor, encoder: str) -> torch.Tensor:
+    """Logits (H x W, float32, CPU) of one N=1 image tensor; sides padded to the stride."""
     sh, sw = x.shape[-2:]
     ph, pw = (-sh) % STRIDE, (-sw) % STRIDE
     if ph or pw:
@@ -37,9 +70,29 @@ def predict_probs(
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        logits = model(normalize(x, encoder))[..., :sh, :sw]
-        if scale < 1.0:
-            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        probs = torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+        logits = model(normalize(x, encoder))[0, 0, :sh, :sw].float().cpu()
     model.train(was_training)
-    return probs
+    return logits
+
+
+def _tile_origins(h: int, w: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    step = max(1, tile - overlap)
+
+    def starts(n: int) -> list[int]:
+        if n <= tile:
+            return [0]
+        out = list(range(0, n - tile, step))
+        return [*out, n - tile]
+
+    return [(y, x) for y in starts(h) for x in starts(w)]
+
+
+def _blend_weights(h: int, w: int, overlap: int) -> np.ndarray:
+    """1 inside, ramping linearly down towards the borders over `overlap` pixels (never 0,
+    so image borders, covered by one tile only, keep their prediction)."""
+
+    def ramp(n: int) -> np.ndarray:
+        r = np.minimum(np.arange(n) + 1, np.arange(n)[::-1] + 1).astype(np.float32)
+        return np.clip(r / max(overlap, 1), 1e-3, 1.0)
+
+    return np.outer(ramp(h), ramp(w))

@@ -1,0 +1,41 @@
+"""What the backend keeps per Label Studio project between calls, on the shared volume:
+
+    <registry>/projects/project-<id>/tasks.json        task id -> image URL and content hash
+    <registry>/projects/project-<id>/fit-<version>.npz  the distance fit of the last scoring
+
+The scoring job writes both; `/predict` reads the fit, so scoring k tasks costs k images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from selection.atomic import atomic_write
+from selection.distance_fit import DistanceFit
+
+
+class PoolStore:
+    def __init__(self, registry_root: Path | str, project_id: int) -> None:
+        self.folder = Path(registry_root) / "projects" / f"project-{int(project_id)}"
+
+    def fit_path(self, version: str) -> Path:
+        return self.folder / f"fit-{version}.npz"
+
+    def load_fit(self, version: str) -> DistanceFit | None:
+        return DistanceFit.load(self.fit_path(version))
+
+    def save_fit(self, version: str, fit: DistanceFit) -> None:
+        fit.save(self.fit_path(version))
+
+    def load_index(self) -> dict[int, dict[str, str]]:
+        """task id -> {"url", "sha"}; empty when absent or unreadable."""
+        try:
+            raw = json.loads((self.folder / "tasks.json").read_text())
+            return {int(k): v for k, v in raw.items() if isinstance(v, dict)}
+        except (OSError, ValueError):
+            return {}
+
+    def save_index(self, index: dict[int, dict[str, str]]) -> None:
+        with atomic_write(self.folder / "tasks.json", "w") as fh:
+            json.dump({str(k): v for k, v in index.items()}, fh)

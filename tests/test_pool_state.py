@@ -1,0 +1,65 @@
+"""The stored distance fit (what /predict scores with between scoring jobs), the min-max
+tolerance, and full-resolution tiled inference, on real images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.pool_store import PoolStore
+from selection.distance_fit import DistanceFit
+from selection.embed import embed_paths
+from selection.images import read_rgb
+from selection.ranking import min_max_scale
+from selection.scoring import score_set
+from training.predict import predict_probs
+
+
+@pytest.fixture(scope="module")
+def features(crack_data, extractor):
+    train = sorted((crack_data / "deepcrack" / "train" / "images").iterdir())[::13]
+    pool = sorted((crack_data / "cfd" / "images").iterdir())[::6]
+    pool += sorted((crack_data / "bsds500" / "images").iterdir())[::20]
+    return embed_paths(train, extractor).features, embed_paths(pool, extractor).features
+
+
+def test_the_stored_fit_reproduces_the_methods_scores_and_clips_new_images(features, tmp_path):
+    p, s = features
+    fit, i_dist = DistanceFit.fit(p, s[:-3])
+    reference = score_set("pool", [str(i) for i in range(len(s) - 3)], s[:-3], p)
+    np.testing.assert_allclose(i_dist, reference.i_dist, rtol=1e-10)
+    np.testing.assert_allclose(fit.i_dist(s[:-3]), reference.i_dist, rtol=1e-8)
+    np.testing.assert_allclose(fit.scaled(fit.i_dist(s[:-3])), reference.scaled, atol=1e-8)
+    store = PoolStore(tmp_path, 7)
+    store.save_fit("v1", fit)
+    loaded = store.load_fit("v1")
+    later = loaded.scaled(loaded.i_dist(s[-3:]))  # images the fit never saw
+    assert ((later >= 0) & (later <= 1)).all()
+    assert store.load_fit("v2") is None
+
+
+def test_duplicated_images_scale_to_zero_not_to_round_off(features):
+    p, s = features
+    twins = np.repeat(s[:1], 5, axis=0)  # one image uploaded five times
+    i_dist = score_set("pool", list("abcde"), twins, p).i_dist
+    assert np.ptp(i_dist) < 1e-9 * i_dist.max()  # equal up to round-off, maybe not exactly
+    assert (min_max_scale(i_dist) == 0).all()
+    assert (min_max_scale(i_dist + np.arange(5)) > 0).sum() == 4  # real spreads still scale
+
+
+def test_tiled_inference_covers_every_pixel_once_blended(crack_data):
+    """With a per-pixel model (a 1 x 1 convolution), tiles of 256 px with 64 px overlap over
+    a real 480 x 320 photo must give exactly the one-pass map: every pixel predicted, the
+    blend weights summing to one, at full resolution."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 1, 1)
+    image = read_rgb(sorted((crack_data / "cfd" / "images").iterdir())[0])
+    whole = predict_probs(model, image, "tu-tf_efficientnet_lite0")
+    tiled = predict_probs(model, image, "tu-tf_efficientnet_lite0", tile=256, overlap=64)
+    assert tiled.shape == whole.shape == image.shape[:2]
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    quick = predict_probs(model, image, "tu-tf_efficientnet_lite0", max_side=120)
+    assert quick.shape == image.shape[:2]
+    assert np.abs(quick - whole).max() > 1e-3  # the downscaled look is another map
