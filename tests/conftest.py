@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from crackal.cli import main
 from selection.extractors import EncoderExtractor, imagenet_extractor
 from tests.availability import unavailable
+from training.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,3 +47,44 @@ def real_subset(crack_data, tmp_path_factory):
         return dest
 
     return make
+
+
+TINY = ["--steps", "4", "--batch-size", "2", "--crop", "64"]
+
+
+def cli(*args) -> int:
+    """`crackal <args>` in this process (paths may be given as Path); its exit status."""
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def sets(real_subset, tmp_path_factory):
+    """Tiny labelled sets built from real ones (images/ + masks/ layout)."""
+    root = tmp_path_factory.mktemp("sets")
+
+    def make(name, source, count):
+        images = real_subset(source, count)
+        (root / name / "images").mkdir(parents=True)
+        (root / name / "masks").mkdir()
+        for link in sorted(images.iterdir()):  # links into <source>/images; masks beside
+            real = link.resolve()
+            (root / name / "images" / link.name).symlink_to(real)
+            mask = real.parent.parent / "masks" / f"{real.stem}.png"
+            (root / name / "masks" / mask.name).symlink_to(mask)
+        return root / name
+
+    return {
+        "train": make("train", "deepcrack/train", 8),
+        "val": make("val", "deepcrack/val", 4),
+        "crack500": make("crack500", "crack500", 6),
+        "cfd": make("cfd", "cfd", 6),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(sets, tmp_path_factory):
+    """A registry holding a model trained for a few steps on `sets['train']`."""
+    root = tmp_path_factory.mktemp("registry")
+    args = ["train", "--train", sets["train"], "--val", sets["val"], "--registry", root, *TINY]
+    assert cli(*args) == 0
+    return Registry(root)
