@@ -1,4 +1,5 @@
-"""Atomic file writes: readers see the old file or the whole new one, never a torn one."""
+"""Atomic file writes: readers see the old file or the whole new one, never a torn one,
+also after a crash (the data is fsynced before the rename)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def atomic_write(path: Path | str, mode: str = "wb", **open_kwargs: Any) -> Iter
     try:
         with os.fdopen(fd, mode, **open_kwargs) as fh:
             yield fh
+            fh.flush()
+            os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
