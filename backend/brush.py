@@ -76,7 +76,7 @@ def result_mask(result: dict[str, Any], max_pixels: int = 64_000_000) -> np.ndar
         raise BrushError(f"brush RLE holds {rle_length(rle)} values, expected {w}x{h}x4")
     try:
         flat = decode_rle(rle)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, OverflowError) as exc:
         raise BrushError(f"brush RLE is malformed ({exc.__class__.__name__})") from None
     return flat.reshape(h, w, 4)[:, :, 3] > 0
 

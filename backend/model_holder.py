@@ -4,6 +4,7 @@ changes and shared by `/predict` and the jobs of one process."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -33,6 +34,12 @@ class Serving:
     @property
     def version(self) -> str:
         return self.model.version
+
+    @property
+    def fit_key(self) -> str:
+        """Names a stored distance fit: valid only for this model, extractor and P."""
+        ident = f"{self.extractor.version}|{self.base_features.shape}|{self.base_features.sum()}"
+        return f"{self.version}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
 
 class ModelHolder:

@@ -1,7 +1,8 @@
 """What the backend keeps per Label Studio project between calls, on the shared volume:
 
     <registry>/projects/project-<id>/tasks.json        task id -> image URL and content hash
-    <registry>/projects/project-<id>/fit-<version>.npz  the distance fit of the last scoring
+    <registry>/projects/project-<id>/fit-<key>.npz  the last scoring's distance fit, per
+        model version, extractor and base set (`Serving.fit_key`)
 
 The scoring job writes both; `/predict` reads the fit, so scoring k tasks costs k images.
 """
@@ -19,14 +20,14 @@ class PoolStore:
     def __init__(self, registry_root: Path | str, project_id: int) -> None:
         self.folder = Path(registry_root) / "projects" / f"project-{int(project_id)}"
 
-    def fit_path(self, version: str) -> Path:
-        return self.folder / f"fit-{version}.npz"
+    def fit_path(self, key: str) -> Path:
+        return self.folder / f"fit-{key}.npz"
 
-    def load_fit(self, version: str) -> DistanceFit | None:
-        return DistanceFit.load(self.fit_path(version))
+    def load_fit(self, key: str) -> DistanceFit | None:
+        return DistanceFit.load(self.fit_path(key))
 
-    def save_fit(self, version: str, fit: DistanceFit) -> None:
-        fit.save(self.fit_path(version))
+    def save_fit(self, key: str, fit: DistanceFit) -> None:
+        fit.save(self.fit_path(key))
 
     def load_index(self) -> dict[int, dict[str, str]]:
         """task id -> {"url", "sha"}; empty when absent or unreadable."""

@@ -1,7 +1,7 @@
 """Project-level operations of the backend, shared by the HTTP handlers and the jobs.
 
 - `rescore_project` (a job): streams the project's tasks page by page, fetches only
-  images that are new or changed (features and masks are cached by content), fits the
+  images of new tasks or changed URLs (features and masks are cached by content), fits the
   method on P u S (P = base set + labelled tasks, S = the rest), stores the fit, imports
   the new predictions in batches, then removes crackal's older predictions of those tasks
   (never other backends' or imported ones) and orders the queue.
@@ -23,7 +23,7 @@ import requests
 from backend.annotations import is_labelled
 from backend.brush import mask_rle, rle_result
 from backend.label_config import BrushTarget, parse_brush_target
-from backend.label_studio import LabelStudio
+from backend.label_studio import LabelStudio, LabelStudioError
 from backend.mask_cache import MaskCache
 from backend.model_holder import ModelHolder, Serving
 from backend.pool_store import PoolStore
@@ -137,17 +137,22 @@ class Service:
             except Exception as exc:  # this task's image only
                 errors[tid] = _reason(exc)
                 out.pop(tid, None)
-        if to_embed:
-            try:
-                rows = serving.extractor([rgb for _, rgb in to_embed])
-            except Exception as exc:
-                for tid, _ in to_embed:
+        try:
+            rows = serving.extractor([rgb for _, rgb in to_embed]) if to_embed else []
+        except Exception:  # find the image that failed: one at a time
+            rows = []
+            for tid, rgb in to_embed:
+                try:
+                    rows.append(serving.extractor([rgb])[0])
+                except Exception as exc:
+                    rows.append(None)
                     errors[tid] = f"features failed: {_reason(exc)}"
-                    out.pop(tid, None)
-            else:
-                for (tid, _), row in zip(to_embed, rows, strict=True):
-                    serving.cache.put(out[tid].sha, row)
-                    out[tid].features = row
+        for (tid, _), row in zip(to_embed, rows, strict=True):
+            if row is None:
+                out.pop(tid, None)
+                continue
+            serving.cache.put(out[tid].sha, row)
+            out[tid].features = row
         return out
 
     def fetch_image(self, task: dict[str, Any], target: BrushTarget) -> bytes:
@@ -220,13 +225,15 @@ class Service:
                 errors[tid] = "mask missing from the cache"
                 continue
             batch.append(_prediction(tid, serving.version, score, mask, target))
-            replaced += old_predictions.get(tid, [])
             if len(batch) >= IMPORT_BATCH:
-                self.client.import_predictions(project_id, batch)
-                imported, batch = imported + len(batch), []
+                done = self._import(project_id, batch, errors)
+                imported += len(done)
+                replaced += [p for t in done for p in old_predictions.get(t, [])]
+                batch = []
         if batch:
-            self.client.import_predictions(project_id, batch)
-            imported += len(batch)
+            done = self._import(project_id, batch, errors)
+            imported += len(done)
+            replaced += [p for t in done for p in old_predictions.get(t, [])]
         removed = self.client.delete_predictions(replaced)
         self.order_queue(project_id, serving.version)
         store.save_index(index)
@@ -250,6 +257,26 @@ class Service:
             errors,
         )
 
+    def _import(
+        self, project_id: int, batch: list[dict[str, Any]], errors: dict[int, str]
+    ) -> list[int]:
+        """Import a batch; when Label Studio refuses it (e.g. a task deleted meanwhile),
+        one by one, so only the refused task fails. Returns the imported task ids."""
+        try:
+            self.client.import_predictions(project_id, batch)
+            return [p["task"] for p in batch]
+        except LabelStudioError:
+            if len(batch) == 1:
+                raise
+        done = []
+        for prediction in batch:
+            try:
+                self.client.import_predictions(project_id, [prediction])
+                done.append(prediction["task"])
+            except LabelStudioError as exc:
+                errors[prediction["task"]] = f"prediction not imported: {exc}"[:300]
+        return done
+
     def _fit_and_score(
         self,
         serving: Serving,
@@ -270,7 +297,7 @@ class Service:
         fit, i_dist = DistanceFit.fit(
             primary, np.stack([features[t] for t in s_ids]), self.settings.components
         )
-        store.save_fit(serving.version, fit)
+        store.save_fit(serving.fit_key, fit)
         scaled = fit.scaled_at_fit(i_dist)
         return {t: float(1.0 - x) for t, x in zip(s_ids, scaled, strict=True)}
 
@@ -327,11 +354,11 @@ class Service:
         if project is not None:
             try:
                 fit = PoolStore(self.settings.registry, project_id_of(project)).load_fit(
-                    serving.version
+                    serving.fit_key
                 )
             except ValueError:
                 fit = None
-        if fit is not None:
+        if fit is not None and fit.mean.shape[0] == s_rows.shape[1]:
             scaled = fit.scaled(fit.i_dist(s_rows))
         else:  # no scoring job has run yet for this project and version: this call's pool
             primary = _stack(serving.base_features, [analysed[t].features for t in labelled])

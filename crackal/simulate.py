@@ -92,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         tests[name] = load(test, desc=f"load {name} test")
         pool += load(rest, desc=f"load {name} pool")
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "runs.csv").exists() and (out / "split.json").exists():
+        before = json.loads((out / "split.json").read_text()).get("test")
+        if before != split:
+            raise ValueError(f"{out} holds runs on another test split: use a new --out")
     with atomic_write(out / "split.json", "w") as fh:
         json.dump(
             {"base_version": base.version, "split_seed": args.split_seed, "test": split},

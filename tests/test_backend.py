@@ -256,11 +256,16 @@ def test_predict_scores_with_the_projects_stored_fit(settings, images, tmp_path)
     service = Service(settings)
     serving = service.holder.current()
     rows = serving.extractor([read_rgb(p) for p in images])
-    fit, _ = DistanceFit.fit(serving.base_features, rows[1:])
-    PoolStore(settings.registry, 41).save_fit(serving.version, fit)
-    tasks = [{"id": 5, "data": {"photo": data_url(images[0])}}]
+    fit, i_dist = DistanceFit.fit(serving.base_features, rows)
+    middle = int(np.argsort(i_dist)[1])  # neither the nearest nor the farthest of the fit
+    tasks = [{"id": 5, "data": {"photo": data_url(images[middle])}}]
+    PoolStore(settings.registry, 41).save_fit(serving.version, fit)  # not this serving's key
     (pred,) = service.predict(tasks, CONFIG, project="41.123")[0]
-    expected = 1 - fit.scaled(fit.i_dist(rows[:1]))[0]
+    assert pred["score"] == 1.0  # unusable fit: the call is the pool (one task: scaled 0)
+    PoolStore(settings.registry, 41).save_fit(serving.fit_key, fit)
+    (pred,) = service.predict(tasks, CONFIG, project="41.123")[0]
+    expected = 1 - fit.scaled_at_fit(i_dist)[middle]
+    assert 0.0 < pred["score"] < 1.0
     assert pred["score"] == pytest.approx(expected, abs=1e-6)
 
 

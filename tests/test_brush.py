@@ -65,6 +65,15 @@ def test_broken_brush_results_fail_with_their_reason(real_mask, mutate, reason):
         annotation_mask([result], TARGET, real_mask.shape)
 
 
+def test_an_rle_with_words_wider_than_a_byte_is_malformed_not_a_crash(real_mask):
+    h, w = real_mask.shape
+    bits = f"{h * w * 4:032b}" + "11111" + "0000" * 4 + "1" + "00" + "0" + "1" * 32
+    bits += "0" * (-len(bits) % 8)
+    rle = [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
+    with pytest.raises(BrushError, match="malformed"):
+        result_mask(rle_result(rle, (h, w), TARGET))
+
+
 def test_results_of_other_controls_are_ignored_and_no_result_is_crack_free(real_mask):
     other = {**rle_result(mask_rle(real_mask), real_mask.shape, TARGET), "from_name": "other"}
     assert not annotation_mask([other, "junk", None], TARGET, real_mask.shape).any()

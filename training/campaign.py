@@ -11,12 +11,13 @@ label than another?
   (`selection.strategies`), their ground truth becomes the annotation, and a model is
   fine-tuned **from M** on P plus every label so far for a fixed number of steps (no wall
   clock, no early stop) and evaluated on the test parts. Budget 0 is M itself.
-- Pairing: a seed fixes the training randomness and the strategies' own draws, identically
-  for every strategy.
+- Pairing: a seed fixes the training randomness (identical for every strategy) and each
+  strategy's own draws (random, band).
 - Resumable: a trajectory's rows go to `runs.csv` when it ends; on restart finished
   trajectories are skipped and an unfinished one starts again. Each row names its base
-  model (weights hash): a seed is only ever completed with the base model it started with,
-  so a campaign resumed with a retrained M keeps every seed's pairs on one M.
+  model (weights hash): a finished seed is kept; an unfinished seed whose rows came from
+  another M is restarted on the current one, so every seed's pairs share one M. A resume
+  with another test split is refused.
 """
 
 from __future__ import annotations
@@ -56,11 +57,13 @@ RUN_COLUMNS = (
     "seconds",
 )
 POOLED = "pooled"
-_CROP = re.compile(r"^(?P<photo>.+)-\d+$")
+# `<photo>-<k>` crops; GAPs384 names also carry the crop's offset: `<photo>_<y>_<x>-<k>`
+_CROP = re.compile(r"^(?P<photo>.+?)(?:_\d+_\d+)?-\d+$")
 
 
 def photo_of(sample: Sample) -> str:
-    """The original photo a crop was cut from (`<original>-<k>`), else the image itself."""
+    """The original photo a crop was cut from (`<photo>-<k>`, `<photo>_<y>_<x>-<k>`), else
+    the image itself."""
     match = _CROP.match(sample.image.stem)
     return f"{sample.set_name}/{match['photo'] if match else sample.image.stem}"
 
@@ -94,7 +97,7 @@ class CampaignSpec:
     seeds: Sequence[int]
     budgets: Sequence[int]  # label counts, ascending; 0 = the base model
     steps: int = 40  # fine-tuning steps per round
-    added_fraction: float = 0.5  # share of each batch drawn from the labelled pool images
+    added_fraction: float = 0.25  # share of each batch from the labels (as the backend's retrain)
     components: int = 25
     device: str | None = None
     uncertainty_side: int = 256  # pool images are predicted at most this large for entropy
@@ -182,7 +185,13 @@ def run_trajectory(
         )
         model = campaign.base.model
         model.load_state_dict(base_state)
-        config = TrainConfig.adapt(steps=spec.steps, seed=seed, eval_every=10**9, max_minutes=10**6)
+        config = TrainConfig.adapt(
+            steps=spec.steps,
+            seed=seed,
+            eval_every=10**9,
+            max_minutes=10**6,
+            added_fraction=spec.added_fraction,
+        )
         added = [campaign.pool[i] for i in labelled]
         result = train(
             model,

@@ -7,7 +7,8 @@ reproduces from the committed CSV).
   every strategy x budget comparison of that set.
 - Area under the learning curve (trapezoids over the budgets, divided by the budget span:
   a mean ODS over the curve), per seed, then the same paired comparison.
-Only seeds that every strategy finished are used (pairs must be complete).
+Only seeds that every strategy finished are used (pairs must be complete). Within a seed
+every strategy shares one base model (runs.csv's `base`); seeds may differ in it.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
             )
         if REFERENCE in strategies and len(budgets) > 1:
             ref = _aulc(table, REFERENCE, name, budgets)
+            entries = []
             for strategy in strategies:
                 area = _aulc(table, strategy, name, budgets)
                 mean, lo, hi = _t_interval(area)
@@ -131,7 +133,11 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
                     entry.update(
                         diff_vs_random=d_mean, diff_ci95=[d_lo, d_hi], p=_paired_p(area - ref)
                     )
-                aulc.append(entry)
+                entries.append(entry)
+            compared = [e for e in entries if "p" in e]
+            for e, p_holm in zip(compared, _holm([e["p"] for e in compared]), strict=True):
+                e.update(p_holm=p_holm, significant=bool(p_holm < 0.05))
+            aulc += entries
     return {
         "seeds": seeds,
         "strategies": strategies,
@@ -146,8 +152,12 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
 
 
 def _paired_p(diff: np.ndarray) -> float:
-    if len(diff) < 2 or np.allclose(diff, diff[0]):
+    """Two-sided paired t-test p; a constant difference has no spread: 1 when it is 0, else
+    0 (every seed moved by the same amount)."""
+    if len(diff) < 2:
         return 1.0
+    if np.allclose(diff, diff[0]):
+        return 1.0 if np.isclose(diff[0], 0.0) else 0.0
     return float(stats.ttest_1samp(diff, 0.0).pvalue)
 
 

@@ -46,8 +46,8 @@ def use_bf16(device: torch.device) -> bool:
     override = os.environ.get("CRACKAL_BF16")
     if override is not None and override != "":
         return override.lower() not in ("0", "false", "no")
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # native bf16 from compute capability 8 (Ampere) on
+        return torch.cuda.get_device_capability(device)[0] >= 8
     return _logged_cpu_choice()
 
 

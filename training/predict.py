@@ -2,7 +2,8 @@
 
 Images larger than one tile are predicted tile by tile (overlapping tiles, blended with
 weights that fall off towards each tile's border), so thin cracks of a 12-20 MP photo are
-seen at full resolution and memory is bounded by the tile, not the image.
+seen at full resolution: the network's memory is bounded by the tile; the image-sized
+arrays are the blended map and its weights (float32, 4 bytes per pixel each).
 """
 
 from __future__ import annotations
