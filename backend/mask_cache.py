@@ -21,6 +21,10 @@ class MaskCache:
     def _path(self, image_hash: str) -> Path:
         return self.folder / image_hash[:2] / f"{image_hash}.npy"
 
+    def has(self, image_hash: str) -> bool:
+        """Whether an entry exists (without reading it)."""
+        return self._path(image_hash).is_file()
+
     def get(self, image_hash: str) -> tuple[list[int], tuple[int, int]] | None:
         """(RLE, (height, width)) or None when absent or unreadable."""
         try:

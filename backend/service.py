@@ -200,7 +200,7 @@ class Service:
                 entry = known.get(tid)
                 if entry and entry.get("url") == url:
                     row = serving.cache.get(entry["sha"])
-                    if row is not None and (lab or masks.get(entry["sha"]) is not None):
+                    if row is not None and (lab or masks.has(entry["sha"])):
                         features[tid], index[tid] = row, entry
                         continue
                 data = self.fetch_image(task, target)

@@ -63,3 +63,12 @@ def test_tiled_inference_covers_every_pixel_once_blended(crack_data):
     quick = predict_probs(model, image, "tu-tf_efficientnet_lite0", max_side=120)
     assert quick.shape == image.shape[:2]
     assert np.abs(quick - whole).max() > 1e-3  # the downscaled look is another map
+
+
+def test_device_settings_refuse_nonsense(monkeypatch):
+    from training.device import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    monkeypatch.setenv("CRACKAL_DEVICE", "gpu-please")
+    with pytest.raises(ValueError, match="not a device"):
+        resolve_device()

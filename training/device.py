@@ -25,7 +25,10 @@ def resolve_device(name: str | None = None) -> torch.device:
     name = name or os.environ.get("CRACKAL_DEVICE") or "auto"
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"not a device: {name!r} (auto, cpu, cuda, cuda:1 ...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available")
     return device
