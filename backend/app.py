@@ -92,7 +92,7 @@ def create_app(
     def setup():
         body = _json()
         try:
-            parse_brush_target(body.get("schema") or "")
+            parse_brush_target(body.get("schema") or "", settings.crack_label or None)
         except LabelConfigError as exc:
             return jsonify(error=str(exc)), 400
         version = registry.current()
@@ -163,7 +163,12 @@ def create_app(
 
     @app.post("/train")
     def train():
-        return jsonify(status="ignored: training starts from webhooks (START_TRAINING)")
+        """The route older Label Studio versions call to start training: queues a retrain."""
+        body = _json()
+        if body.get("project") is None:
+            return jsonify(error="'project' is required"), 400
+        project = project_id_of(body["project"])
+        return jsonify(project=project, status=retrain(project))
 
     return app
 

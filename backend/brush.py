@@ -25,20 +25,20 @@ def mask_result(mask: np.ndarray, target: BrushTarget) -> dict[str, Any]:
 
 
 def rle_result(rle: list[int], shape: tuple[int, int], target: BrushTarget) -> dict[str, Any]:
-    """One BrushLabels result of an RLE painted on an image of `shape` (H, W)."""
+    """One brush result of an RLE painted on an image of `shape` (H, W), labelled with the
+    crack label when the config has labels."""
     h, w = shape
+    value: dict[str, Any] = {"format": "rle", "rle": rle}
+    if target.result_type == "brushlabels":
+        value["brushlabels"] = [target.crack_label]
     return {
         "from_name": target.from_name,
         "to_name": target.to_name,
-        "type": "brushlabels",
+        "type": target.result_type,
         "original_width": int(w),
         "original_height": int(h),
         "image_rotation": 0,
-        "value": {
-            "format": "rle",
-            "rle": rle,
-            "brushlabels": [target.crack_label],
-        },
+        "value": value,
     }
 
 
@@ -84,15 +84,13 @@ def result_mask(result: dict[str, Any], max_pixels: int = 64_000_000) -> np.ndar
 def annotation_mask(
     results: list[dict[str, Any]], target: BrushTarget, shape: tuple[int, int]
 ) -> np.ndarray:
-    """Union of an annotation's brush strokes of `target`; empty when it has none (an image
-    labelled as crack-free)."""
+    """Union of an annotation's crack strokes on `target`'s image; empty when it has none (an
+    image labelled as crack-free). Strokes of other labels (e.g. spalling) do not count."""
     if not isinstance(results, list):
         raise BrushError("annotation result is not a list")
     mask = np.zeros(shape, dtype=bool)
     for r in results:
-        if not isinstance(r, dict) or r.get("from_name") != target.from_name:
-            continue
-        if r.get("type") not in ("brushlabels", "brush"):
+        if not _is_crack_stroke(r, target, results):
             continue
         value = r.get("value")
         if not isinstance(value, dict) or value.get("format") != "rle":
@@ -104,3 +102,33 @@ def annotation_mask(
             )
         mask |= result_mask(r, max_pixels=shape[0] * shape[1])
     return mask
+
+
+def _is_crack_stroke(r: Any, target: BrushTarget, results: list[Any]) -> bool:
+    if not isinstance(r, dict) or r.get("from_name") not in target.brush_controls:
+        return False
+    if r.get("to_name", target.to_name) != target.to_name:
+        return False
+    kind = r.get("type")
+    if kind not in ("brushlabels", "brush"):
+        return False
+    if target.crack_label is None:  # a <Brush> without labels: every stroke is a crack
+        return True
+    value = r.get("value")
+    if not isinstance(value, dict):
+        return True  # a broken stroke of ours: the caller says why it cannot be read
+    labels = value.get("brushlabels") if kind == "brushlabels" else None
+    if labels is None:  # split format: the labels are a sibling result with the same id
+        labels = next(
+            (
+                (s.get("value") or {}).get("labels")
+                for s in results
+                if isinstance(s, dict)
+                and s.get("type") == "labels"
+                and s.get("id") is not None
+                and s.get("id") == r.get("id")
+                and isinstance(s.get("value"), dict)
+            ),
+            None,
+        )
+    return isinstance(labels, list) and target.crack_label in labels

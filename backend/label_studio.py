@@ -1,13 +1,25 @@
-"""A small client for the Label Studio API calls the backend makes (label-studio 1.23)."""
+"""The Label Studio API calls the backend makes, through label-studio-sdk's client.
+
+The SDK does authentication: a personal access token (a JWT refresh token) is exchanged at
+`/api/token/refresh/` for short-lived access tokens, renewed before they expire; a legacy
+token is sent as `Token <key>`. This module adds what the backend needs on top: errors that
+say what to fix, task pages as plain dicts, and the header for downloading task images.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import base64
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-import requests
+import httpx
+from label_studio_sdk.client import LabelStudio as SdkClient
+from label_studio_sdk.core.api_error import ApiError
 
 from backend.settings import Settings
+
+T = TypeVar("T")
+CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
 
 
 class LabelStudioError(RuntimeError):
@@ -17,67 +29,88 @@ class LabelStudioError(RuntimeError):
 class LabelStudio:
     """Authenticated calls to one Label Studio server (LABEL_STUDIO_URL + API key)."""
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.url = settings.label_studio_url
-        self.session = session or requests.Session()
-        self.session.headers["Authorization"] = f"Token {settings.label_studio_api_key}"
-        self.timeout = settings.request_timeout
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            resp = self.session.request(method, self.url + path, timeout=self.timeout, **kwargs)
-        except requests.RequestException as exc:
+            self.sdk = SdkClient(
+                base_url=self.url,
+                api_key=settings.label_studio_api_key,
+                timeout=settings.request_timeout,
+                follow_redirects=False,
+            )
+        except ApiError as exc:  # e.g. an expired personal access token
+            raise LabelStudioError(self._refused(exc)) from None
+
+    def _refused(self, exc: ApiError) -> str:
+        return (
+            f"Label Studio at {self.url} refused the API key ({exc.status_code}): "
+            f"{_detail(exc)}. Paste a personal access token (Account & Settings) or, where "
+            "the organisation enables them, a legacy token into LABEL_STUDIO_API_KEY"
+        )
+
+    def _sdk(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except ApiError as exc:
+            if exc.status_code == 401:
+                raise LabelStudioError(self._refused(exc)) from None
+            raise LabelStudioError(f"{what} -> HTTP {exc.status_code}: {_detail(exc)}") from None
+        except httpx.HTTPError as exc:
             raise LabelStudioError(
                 f"Label Studio at {self.url} is unreachable ({exc.__class__.__name__})"
             ) from None
-        if resp.status_code == 401:
-            raise LabelStudioError(
-                f"Label Studio at {self.url} refused the API key (401): check "
-                "LABEL_STUDIO_API_KEY (legacy tokens need LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN)"
-            )
-        if resp.status_code >= 400:
-            raise LabelStudioError(f"{method} {path} -> HTTP {resp.status_code}: {resp.text[:300]}")
-        return resp.json() if resp.content else None
+
+    def auth_header(self) -> dict[str, str]:
+        """The Authorization header for Label Studio's own file routes (the access token of
+        the moment; a refresh happens here when it expired)."""
+        headers = self._sdk("token refresh", self.sdk._client_wrapper.get_headers)
+        return {"Authorization": headers["Authorization"]}
+
+    def presign_url(self, task_id: int, uri: str) -> str:
+        """Label Studio's route that resolves a cloud storage URI (s3://, gs://,
+        azure-blob://) of a task: it redirects to a presigned URL or proxies the bytes."""
+        fileuri = base64.urlsafe_b64encode(uri.encode()).decode()
+        return f"{self.url}/tasks/{int(task_id)}/presign/?fileuri={fileuri}"
 
     def project(self, project_id: int) -> dict[str, Any]:
-        return self._call("GET", f"/api/projects/{project_id}")
+        return self._sdk(f"project {project_id}", lambda: self.sdk.projects.get(project_id).dict())
 
-    def update_project(self, project_id: int, **fields: Any) -> dict[str, Any]:
-        return self._call("PATCH", f"/api/projects/{project_id}", json=fields)
+    def update_project(self, project_id: int, **fields: Any) -> None:
+        self._sdk(
+            f"update project {project_id}", lambda: self.sdk.projects.update(project_id, **fields)
+        )
 
     def tasks(self, project_id: int, page_size: int = 200) -> Iterator[dict[str, Any]]:
-        """Every task of a project, with its annotations, page by page."""
+        """Every task of a project, with its annotations and predictions, page by page (one
+        page in memory at a time)."""
         page = 1
         while True:
             try:
-                data = self._call(
-                    "GET",
-                    "/api/tasks",
-                    params={
-                        "project": project_id,
-                        "page": page,
-                        "page_size": page_size,
-                        "fields": "all",
-                    },
+                pager = self._sdk(
+                    f"tasks of project {project_id}",
+                    lambda p=page: self.sdk.tasks.list(
+                        project=project_id, fields="all", page=p, page_size=page_size
+                    ),
                 )
             except LabelStudioError as exc:
-                if page > 1 and "404" in str(exc):
-                    return  # past the last page
+                if page > 1 and "HTTP 404" in str(exc):
+                    return  # past the last page (the task count fell meanwhile)
                 raise
-            tasks = data.get("tasks", []) if isinstance(data, dict) else data
-            yield from tasks
-            total = data.get("total", 0) if isinstance(data, dict) else 0
-            if not tasks or page * page_size >= total:
+            items = pager.items or []
+            for task in items:
+                yield task.dict()
+            total = getattr(pager.response, "total", None) or 0
+            if not items or page * page_size >= total:
                 return
             page += 1
 
     def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> None:
         """Bulk import: [{task, model_version, score, result}, ...]."""
         for start in range(0, len(predictions), 500):
-            self._call(
-                "POST",
-                f"/api/projects/{project_id}/import/predictions",
-                json=predictions[start : start + 500],
+            chunk = predictions[start : start + 500]
+            self._sdk(
+                f"import predictions into project {project_id}",
+                lambda c=chunk: self.sdk.projects.import_predictions(project_id, request=c),
             )
 
     def delete_predictions(self, prediction_ids: list[int]) -> int:
@@ -86,9 +119,18 @@ class LabelStudio:
         removed = 0
         for pid in prediction_ids:
             try:
-                self._call("DELETE", f"/api/predictions/{int(pid)}/")
+                self._sdk(
+                    f"delete prediction {pid}", lambda p=pid: self.sdk.predictions.delete(int(p))
+                )
             except LabelStudioError as exc:
                 if "HTTP 404" not in str(exc):
                     raise
             removed += 1
         return removed
+
+
+def _detail(exc: ApiError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        body = body.get("detail") or body
+    return str(body)[:300]

@@ -74,17 +74,51 @@ def running(
 @dataclass
 class LabelStudioServer:
     url: str
-    token: str
+    token: str  # the admin's API key: a personal access token, or a legacy token
     username: str
     password: str
     log: Path
+    legacy_token: str  # refused by Label Studio when legacy tokens are disabled
+
+
+def personal_access_token(url: str, legacy_token: str) -> str:
+    """Create the admin's personal access token (a JWT refresh token), then disable legacy
+    tokens for the organisation, as Label Studio 1.23 ships by default."""
+    http = requests.Session()
+    http.headers["Authorization"] = f"Token {legacy_token}"
+    answers: list[requests.Response] = []
+
+    def created() -> bool:  # /health answers while the last migrations still run
+        answers.append(http.post(f"{url}/api/token/", timeout=30))
+        return answers[-1].status_code == 201
+
+    try:
+        wait_until(created, 180, "the personal access token route")
+    except RuntimeError:
+        last = answers[-1] if answers else None
+        detail = f"HTTP {last.status_code} {last.text[:300]}" if last is not None else ""
+        raise RuntimeError(f"no personal access token: {detail}") from None
+    token = answers[-1].json()["token"]
+    resp = http.post(
+        f"{url}/api/jwt/settings",
+        json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": False},
+        timeout=30,
+    )
+    resp.raise_for_status()
+    return token
 
 
 @contextlib.contextmanager
 def label_studio(
-    binary: Path, data: Path, port: int | None = None, password: str | None = None
+    binary: Path,
+    data: Path,
+    port: int | None = None,
+    password: str | None = None,
+    legacy_tokens: bool = True,
 ) -> Iterator[LabelStudioServer]:
-    """A Label Studio server on 127.0.0.1 with its data in `data`; stopped on exit."""
+    """A Label Studio server on 127.0.0.1 with its data in `data`; stopped on exit. With
+    `legacy_tokens` False the organisation accepts only personal access tokens and
+    `token` is the admin's."""
     data.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     token = secrets.token_hex(20)
@@ -106,7 +140,8 @@ def label_studio(
     log = data / "label-studio.log"
     cmd = [str(binary), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)]
     with running(cmd, env, log, f"{url}/health", 300, cwd=data):
-        yield LabelStudioServer(url, token, "admin@example.com", password, log)
+        key = token if legacy_tokens else personal_access_token(url, token)
+        yield LabelStudioServer(url, key, "admin@example.com", password, log, token)
 
 
 class RedisServer:

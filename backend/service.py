@@ -13,6 +13,7 @@ A task whose image or annotation is unusable gets a recorded reason and costs on
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from backend.settings import Settings
 from backend.task_image import TaskImageError, fetch_task_image, image_url
 from selection.distance_fit import DistanceFit
 from selection.images import content_hash, decode_rgb
+from selection.queue_order import queue_scores
 from training.predict import predict_probs
 
 log = logging.getLogger("crackal.backend")
@@ -100,7 +102,8 @@ class Service:
         self.session = session or requests.Session()
 
     def target(self, project_id: int) -> BrushTarget:
-        return parse_brush_target(self.client.project(project_id)["label_config"])
+        config = self.client.project(project_id)["label_config"]
+        return parse_brush_target(config, self.settings.crack_label or None)
 
     def masks(self, serving: Serving) -> MaskCache:
         model = serving.model
@@ -156,7 +159,7 @@ class Service:
         return out
 
     def fetch_image(self, task: dict[str, Any], target: BrushTarget) -> bytes:
-        return fetch_task_image(task, target, self.settings, self.session)
+        return fetch_task_image(task, target, self.settings, self.session, self.client)
 
     # -- the scoring job --------------------------------------------------------------------
     def rescore_project(self, project_id: int) -> RescoreReport:
@@ -285,7 +288,8 @@ class Service:
         labelled: set[int],
         errors: dict[int, str],
     ) -> dict[int, float]:
-        """Fit on P u S, store the fit, and return 1 - scaled I_dist per unlabelled task."""
+        """Fit on P u S, store the fit, and return each unlabelled task's score: 1 - scaled
+        I_dist, or its rank in the order of CRACKAL_STRATEGY (see selection/queue_order)."""
         p_rows = [features[t] for t in features if t in labelled]
         s_ids = [t for t in features if t not in labelled]
         primary = _stack(serving.base_features, p_rows)
@@ -294,12 +298,19 @@ class Service:
         if not len(primary):
             errors.update({t: "no training images to compare with" for t in s_ids})
             return {}
-        fit, i_dist = DistanceFit.fit(
-            primary, np.stack([features[t] for t in s_ids]), self.settings.components
-        )
+        pool = np.stack([features[t] for t in s_ids])
+        fit, i_dist = DistanceFit.fit(primary, pool, self.settings.components)
         store.save_fit(serving.fit_key, fit)
-        scaled = fit.scaled_at_fit(i_dist)
-        return {t: float(1.0 - x) for t, x in zip(s_ids, scaled, strict=True)}
+        scores = queue_scores(
+            self.settings.strategy,
+            primary,
+            pool,
+            fit.scaled_at_fit(i_dist),
+            self.settings.band,
+            self.settings.components,
+            seed=zlib.crc32(f"{store.folder.name}:{serving.version}".encode()),
+        )
+        return {t: float(x) for t, x in zip(s_ids, scores, strict=True)}
 
     def order_queue(self, project_id: int, model_version: str) -> None:
         """Farthest first: uncertainty sampling over predictions of `model_version`."""
@@ -314,7 +325,7 @@ class Service:
     ) -> list[list[dict[str, Any]]]:
         """One list per task: its prediction, or empty with the reason logged. Scores use
         the project's stored fit; without one, the tasks of this call are the pool."""
-        target = parse_brush_target(label_config)
+        target = parse_brush_target(label_config, self.settings.crack_label or None)
         serving = self.holder.current()
         errors: dict[int, str] = {}
         batch = []

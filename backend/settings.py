@@ -8,11 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selection.cache import default_cache_dir
+from selection.queue_order import QUEUE_STRATEGIES
 from selection.ranking import DEFAULT_BAND
+from selection.strategies import Strategy
 
 
 def _band(text: str) -> tuple[float, float]:
-    lo, hi = (float(x) for x in text.split(","))
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"CRACKAL_BAND must be 'low,high', e.g. 0.6,1: {text!r}") from None
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"CRACKAL_BAND needs 0 <= low < high <= 1: {text!r}")
     return lo, hi
 
 
@@ -27,7 +34,8 @@ class Settings:
     features: str = "model"  # "model": current version's encoder; "imagenet"
     feature_size: int = 448
     components: int = 25
-    band: tuple[float, float] = DEFAULT_BAND
+    band: tuple[float, float] = DEFAULT_BAND  # used by the band and band-kcenter orders
+    strategy: Strategy = Strategy.FARTHEST  # the order the queue serves the pool in
     batch_size: int = 16
     order_queue: bool = True  # set "Uncertainty sampling" so /next serves farthest first
     local_files_root: Path | None = None  # local paths allowed only below this folder
@@ -35,20 +43,28 @@ class Settings:
     max_image_pixels: int = 64_000_000
     basic_auth_user: str = ""
     basic_auth_password: str = ""
-    request_timeout: float = 30.0
+    request_timeout: float = 30.0  # per connection attempt and per read
+    fetch_deadline: float = 120.0  # a whole image download, redirects included
+    allowed_hosts: tuple[str, ...] = ()  # private hosts or networks images may come from
     retrain_threshold: int = 3  # new or changed labels that start a retraining job
     promote: str = "if-better"  # always | if-better | never
     adapt_steps: int = 300
     job_retries: int = 2  # a failed job is retried this many times, with backoff
     redis_url: str = ""  # set: jobs go to rq workers; unset: a thread of the backend runs them
+    crack_label: str = ""  # the label that marks cracks (else: the only one, or "crack...")
+    log_level: str = "INFO"
+    workers: int = 1  # HTTP worker processes; more than one needs REDIS_URL
+    threads: int = 4  # request threads per worker
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
         s = cls()
-        s.label_studio_url = e.get("LABEL_STUDIO_URL", s.label_studio_url).rstrip("/")
+        # upstream ML backends' names are aliases: LABEL_STUDIO_HOST, MODEL_DIR
+        url = e.get("LABEL_STUDIO_URL") or e.get("LABEL_STUDIO_HOST") or s.label_studio_url
+        s.label_studio_url = url.rstrip("/")
         s.label_studio_api_key = e.get("LABEL_STUDIO_API_KEY", "")
-        s.registry = Path(e.get("CRACKAL_REGISTRY", str(s.registry)))
+        s.registry = Path(e.get("CRACKAL_REGISTRY") or e.get("MODEL_DIR") or str(s.registry))
         if e.get("CRACKAL_BASE_TRAIN"):
             s.base_train = Path(e["CRACKAL_BASE_TRAIN"])
         if e.get("CRACKAL_BASE_VAL"):
@@ -62,12 +78,21 @@ class Settings:
         s.components = int(e.get("CRACKAL_COMPONENTS", s.components))
         if e.get("CRACKAL_BAND"):
             s.band = _band(e["CRACKAL_BAND"])
+        name = e.get("CRACKAL_STRATEGY", s.strategy.value)
+        if name not in {q.value for q in QUEUE_STRATEGIES}:
+            choices = ", ".join(q.value for q in QUEUE_STRATEGIES)
+            raise ValueError(f"CRACKAL_STRATEGY must be one of {choices}: {name!r}")
+        s.strategy = Strategy(name)
         s.batch_size = int(e.get("CRACKAL_BATCH_SIZE", s.batch_size))
         s.order_queue = e.get("CRACKAL_ORDER_QUEUE", "1").lower() not in ("0", "false", "no")
         if e.get("CRACKAL_LOCAL_FILES_ROOT"):
             s.local_files_root = Path(e["CRACKAL_LOCAL_FILES_ROOT"]).resolve()
         s.max_image_bytes = int(e.get("CRACKAL_MAX_IMAGE_BYTES", s.max_image_bytes))
         s.max_image_pixels = int(e.get("CRACKAL_MAX_IMAGE_PIXELS", s.max_image_pixels))
+        s.fetch_deadline = float(e.get("CRACKAL_FETCH_DEADLINE", s.fetch_deadline))
+        s.allowed_hosts = tuple(
+            h.strip().lower() for h in e.get("CRACKAL_ALLOWED_HOSTS", "").split(",") if h.strip()
+        )
         s.basic_auth_user = e.get("BASIC_AUTH_USER", "")
         s.basic_auth_password = e.get("BASIC_AUTH_PASS", "")
         s.retrain_threshold = int(e.get("CRACKAL_RETRAIN_THRESHOLD", s.retrain_threshold))
@@ -77,4 +102,16 @@ class Settings:
         s.adapt_steps = int(e.get("CRACKAL_ADAPT_STEPS", s.adapt_steps))
         s.job_retries = int(e.get("CRACKAL_JOB_RETRIES", s.job_retries))
         s.redis_url = e.get("REDIS_URL", "")
+        s.crack_label = e.get("CRACKAL_LABEL", "")
+        s.log_level = e.get("LOG_LEVEL", s.log_level).upper()
+        if s.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR: {s.log_level!r}")
+        s.workers = int(e.get("WORKERS", s.workers))
+        s.threads = int(e.get("THREADS", s.threads))
+        if s.workers < 1 or s.threads < 1:
+            raise ValueError("WORKERS and THREADS must be at least 1")
+        if s.workers > 1 and not s.redis_url:
+            raise ValueError(
+                "WORKERS > 1 needs REDIS_URL: without Redis the jobs run inside the one worker"
+            )
         return s

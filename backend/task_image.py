@@ -13,6 +13,7 @@ from PIL import Image
 
 from backend.image_source import fetch_image_bytes
 from backend.label_config import BrushTarget
+from backend.label_studio import LabelStudio, LabelStudioError
 from backend.settings import Settings
 
 log = logging.getLogger("crackal.backend")
@@ -33,15 +34,22 @@ def image_url(task: dict[str, Any], target: BrushTarget) -> str:
 
 
 def fetch_task_image(
-    task: dict[str, Any], target: BrushTarget, settings: Settings, session: requests.Session
+    task: dict[str, Any],
+    target: BrushTarget,
+    settings: Settings,
+    session: requests.Session,
+    label_studio: LabelStudio,
 ) -> bytes:
     """The task's image bytes, checked to be a decodable image within the size limits."""
     try:
         url = image_url(task, target)
-        data = fetch_image_bytes(url, settings, session)
+        tid = task.get("id") if isinstance(task.get("id"), int) else None
+        data = fetch_image_bytes(url, settings, session, label_studio, tid)
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
     except TaskImageError:
+        raise
+    except LabelStudioError:  # Label Studio itself failing is not this task's fault
         raise
     except Image.DecompressionBombError:
         raise TaskImageError("image has more pixels than Pillow allows") from None

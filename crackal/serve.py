@@ -1,4 +1,4 @@
-"""`crackal serve`: the Label Studio ML backend (gunicorn, one process, several threads)."""
+"""`crackal serve`: the Label Studio ML backend (gunicorn; WORKERS processes, THREADS threads)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the Label Studio ML backend (configured by env)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9090)
-    p.add_argument("--threads", type=int, default=4, help="request threads (default: 4)")
+    p.add_argument("--threads", type=int, help="request threads (default: THREADS or 4)")
     p.add_argument(
         "--timeout",
         type=int,
@@ -43,15 +43,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings.from_env()  # read (and checked) before serving
-    # One worker process: the model, the caches and the job thread live in it.
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    # Without Redis one worker process: the model, the caches and the job thread live in it.
     _Gunicorn(
         settings,
         {
             "bind": f"{args.host}:{args.port}",
-            "workers": 1,
-            "threads": args.threads,
+            "workers": settings.workers,
+            "threads": args.threads or settings.threads,
             "timeout": args.timeout,
             "accesslog": "-",
         },

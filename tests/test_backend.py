@@ -14,6 +14,7 @@ from label_studio_sdk.converter.brush import decode_rle
 from PIL import Image
 
 from backend.app import create_app
+from backend.image_source import own_route
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.pool_store import PoolStore
 from backend.service import Service
@@ -100,6 +101,69 @@ def test_label_config_is_read_from_the_project():
             parse_brush_target(bad)
 
 
+def test_brush_configs_and_the_crack_label():
+    image = '<Image name="img" value="$photo"/>'
+    brush_only = parse_brush_target(f'<View>{image}<Brush name="b" toName="img"/></View>')
+    assert (brush_only.from_name, brush_only.result_type, brush_only.crack_label) == (
+        "b",
+        "brush",
+        None,
+    )
+    two = (
+        f'<View>{image}<Brush name="b" toName="img"/><Labels name="l" toName="img">'
+        '<Label value="Spalling"/><Label value="Crack"/></Labels></View>'
+    )
+    target = parse_brush_target(two)
+    assert (target.from_name, target.result_type, target.crack_label) == (
+        "l",
+        "brushlabels",
+        "Crack",
+    )
+    assert target.brush_controls == {"b", "l"}
+    assert parse_brush_target(two, "Spalling").crack_label == "Spalling"
+    with pytest.raises(LabelConfigError, match="CRACKAL_LABEL='rust' is not a label"):
+        parse_brush_target(two, "rust")
+    ambiguous = (
+        f'<View>{image}<BrushLabels name="t" toName="img"><Label value="A"/>'
+        '<Label value="B"/></BrushLabels></View>'
+    )
+    with pytest.raises(LabelConfigError, match="set CRACKAL_LABEL"):
+        parse_brush_target(ambiguous)
+
+
+def test_upstream_environment_names_are_aliases():
+    s = Settings.from_env(
+        {
+            "LABEL_STUDIO_HOST": "http://ls:8080/",
+            "MODEL_DIR": "/models",
+            "LOG_LEVEL": "debug",
+            "THREADS": "8",
+            "CRACKAL_LABEL": "Crack",
+        }
+    )
+    assert s.label_studio_url == "http://ls:8080" and str(s.registry) == "/models"
+    assert (s.log_level, s.threads, s.crack_label) == ("DEBUG", 8, "Crack")
+    with pytest.raises(ValueError, match="WORKERS > 1 needs REDIS_URL"):
+        Settings.from_env({"WORKERS": "2"})
+    assert Settings.from_env({"WORKERS": "2", "REDIS_URL": "redis://r"}).workers == 2
+
+
+def test_credentials_go_only_to_label_studios_own_routes():
+    s = Settings(label_studio_url="http://ls.example:8080")
+    assert own_route("http://ls.example:8080/data/upload/1/a.png", s)
+    assert own_route("http://ls.example:8080/tasks/3/presign/?fileuri=czM6Ly9i", s)
+    for other in (
+        "http://ls.example:8080/data/../api/users",
+        "http://ls.example:8080/data/%2e%2e/api/users",
+        "http://ls.example:8080/data/%2E%2E%5Capi/users",
+        "https://ls.example:8080/data/upload/1/a.png",  # another scheme
+        "http://ls.example:9999/data/upload/1/a.png",  # another port
+        "http://ls.example.evil:8080/data/upload/1/a.png",
+        "http://user@evil.example/@ls.example:8080/x",
+    ):
+        assert not own_route(other, s), other
+
+
 def test_settings_from_environment():
     s = Settings.from_env(
         {
@@ -126,7 +190,7 @@ def test_health_and_setup_answer_fast_without_loading_a_model(client, registry):
     assert resp.status_code == 200 and resp.get_json() == {"model_version": "v1"}
     assert not client.application.config["crackal.service"].holder.loaded
     bad = client.post("/setup", json={"schema": "<View><Text name='t' value='$t'/></View>"})
-    assert bad.status_code == 400 and "BrushLabels" in bad.get_json()["error"]
+    assert bad.status_code == 400 and "<BrushLabels> or <Brush>" in bad.get_json()["error"]
 
 
 def test_predict_returns_a_mask_per_task_at_the_original_size(client, images):

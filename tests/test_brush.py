@@ -10,11 +10,19 @@ import pytest
 from label_studio_sdk.converter.brush import mask2rle
 
 from backend.brush import BrushError, annotation_mask, mask_rle, result_mask, rle_result
-from backend.label_config import BrushTarget
+from backend.label_config import parse_brush_target
 from selection.images import read_rgb
 from training.data import read_mask
 
-TARGET = BrushTarget("tag", "image", "image", ("crack",))
+TARGET = parse_brush_target(
+    '<View><Image name="image" value="$image"/>'
+    '<BrushLabels name="tag" toName="image"><Label value="crack"/></BrushLabels></View>'
+)
+TWO_LABELS = parse_brush_target(
+    '<View><Image name="image" value="$image"/><Brush name="brush" toName="image"/>'
+    '<Labels name="kind" toName="image"><Label value="spalling"/><Label value="Crack"/>'
+    "</Labels></View>"
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +88,30 @@ def test_results_of_other_controls_are_ignored_and_no_result_is_crack_free(real_
     assert not annotation_mask([], TARGET, real_mask.shape).any()
     with pytest.raises(BrushError):
         annotation_mask(None, TARGET, real_mask.shape)
+
+
+def test_with_two_labels_only_crack_strokes_make_the_mask(real_mask):
+    """Brush + Labels config: merged results and split (brush + labels sibling) results;
+    spalling strokes and unlabelled strokes are not cracks."""
+    other = np.zeros_like(real_mask)
+    other[:20, :20] = True
+    crack = rle_result(mask_rle(real_mask), real_mask.shape, TWO_LABELS)
+    assert crack["from_name"] == "kind" and crack["type"] == "brushlabels"
+    assert crack["value"]["brushlabels"] == ["Crack"]
+    spalling = {**crack, "value": {**crack["value"], "brushlabels": ["spalling"]}}
+    spalling["value"]["rle"] = mask_rle(other)
+    got = annotation_mask([crack, spalling], TWO_LABELS, real_mask.shape)
+    assert np.array_equal(got, real_mask)
+
+    def split(mask, label, rid):
+        brush = {**rle_result(mask_rle(mask), mask.shape, TWO_LABELS), "id": rid}
+        brush.update(from_name="brush", type="brush")
+        brush["value"] = {"format": "rle", "rle": brush["value"]["rle"]}
+        labels = {"id": rid, "from_name": "kind", "to_name": "image", "type": "labels",
+                  "value": {"labels": [label]}}  # fmt: skip
+        return [brush, labels]
+
+    results = split(real_mask, "Crack", "a") + split(other, "spalling", "b")
+    assert np.array_equal(annotation_mask(results, TWO_LABELS, real_mask.shape), real_mask)
+    unlabelled = split(other, "Crack", "c")[0]
+    assert not annotation_mask([unlabelled], TWO_LABELS, real_mask.shape).any()

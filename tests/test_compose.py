@@ -27,7 +27,8 @@ def variables_read_by_the_code() -> set[str]:
 
 def test_services_and_shared_volumes():
     services = compose()["services"]
-    assert set(services) == {"label-studio", "redis", "backend", "worker"}
+    assert set(services) == {"label-studio", "redis", "backend", "worker", "dashboard"}
+    assert services["dashboard"]["profiles"] == ["ops"]  # optional
     assert services["label-studio"]["image"].endswith(":1.23.2")
     for name in ("backend", "worker"):  # workers and the backend share registry and cache
         assert "crackal-data:/data" in services[name]["volumes"]

@@ -61,10 +61,10 @@ def test_label_events_are_shared_and_reset(redis):
 
 
 def test_a_failing_job_is_retried_then_visible_and_the_project_unblocked(
-    redis, monkeypatch, tmp_path
+    redis, monkeypatch, tiny_registry
 ):
     monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{closed_port()}")
-    monkeypatch.setenv("CRACKAL_REGISTRY", str(tmp_path))
+    monkeypatch.setenv("CRACKAL_REGISTRY", str(tiny_registry.root))
     job_functions.worker_service.cache_clear()
     queue = RedisQueue(connection=redis, retries=1, backoff=0)
     assert queue.submit("rescore", 5) == "queued"

@@ -28,16 +28,26 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class LabelStudioAPI:
-    """Just enough of the Label Studio API to drive a test like a user would."""
+    """Just enough of the Label Studio API to drive a test like a user would. `token` is a
+    personal access token: exchanged for an access token, again when that one expires."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, legacy_token: str = "") -> None:
         self.url = url
         self.token = token
+        self.legacy_token = legacy_token
         self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Token {token}"
+        self.refresh()
+
+    def refresh(self) -> None:
+        resp = requests.post(f"{self.url}/api/token/refresh/", json={"refresh": self.token})
+        assert resp.status_code == 200, f"token refresh: {resp.status_code} {resp.text[:300]}"
+        self.http.headers["Authorization"] = f"Bearer {resp.json()['access']}"
 
     def call(self, method: str, path: str, **kwargs):
         resp = self.http.request(method, self.url + path, timeout=120, **kwargs)
+        if resp.status_code == 401:
+            self.refresh()
+            resp = self.http.request(method, self.url + path, timeout=120, **kwargs)
         assert resp.status_code < 400, f"{method} {path}: {resp.status_code} {resp.text[:500]}"
         return resp.json() if resp.content else None
 
@@ -58,8 +68,10 @@ def label_studio_binary() -> Path:
 
 @pytest.fixture(scope="session")
 def label_studio(label_studio_binary, tmp_path_factory):
-    with server.label_studio(label_studio_binary, tmp_path_factory.mktemp("label-studio")) as ls:
-        yield LabelStudioAPI(ls.url, ls.token)
+    """Label Studio as 1.23 ships: personal access tokens only (legacy tokens disabled)."""
+    data = tmp_path_factory.mktemp("label-studio")
+    with server.label_studio(label_studio_binary, data, legacy_tokens=False) as ls:
+        yield LabelStudioAPI(ls.url, ls.token, ls.legacy_token)
 
 
 @pytest.fixture(scope="session")

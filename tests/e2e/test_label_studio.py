@@ -147,9 +147,15 @@ def test_retrieve_predictions_action_calls_predict_with_the_same_scores(label_st
 
 
 def test_a_wrong_api_key_is_a_clear_error(label_studio, project):
-    client = LabelStudio(Settings(label_studio_url=label_studio.url, label_studio_api_key="0" * 40))
-    with pytest.raises(LabelStudioError, match="refused the API key \\(401\\)"):
-        client.project(project["id"])
+    """The suite runs on a personal access token; the legacy token is disabled in this Label
+    Studio, and a tampered token is refused, each with a message that says what to paste."""
+    pat = label_studio.token
+    header, payload, signature = pat.split(".")
+    tampered = f"{header}.{payload}.{signature[::-1]}"
+    for key in ("0" * 40, label_studio.legacy_token, tampered):
+        client = LabelStudio(Settings(label_studio_url=label_studio.url, label_studio_api_key=key))
+        with pytest.raises(LabelStudioError, match=r"refused the API key \(401\).*personal"):
+            client.project(project["id"])
     good = LabelStudio(
         Settings(label_studio_url=label_studio.url, label_studio_api_key=label_studio.token)
     )

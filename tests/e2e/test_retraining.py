@@ -269,3 +269,19 @@ def test_a_webhook_storm_is_answered_fast_with_bounded_queue_growth(rq_backend):
     )
     assert "404" in failed["error"] or "not found" in failed["error"].lower()
     assert failed["attempt"] == 3
+
+
+def test_rq_dashboard_shows_the_crackal_queue_and_its_worker(rq_backend, tmp_path):
+    """The optional compose service `dashboard` (profile ops), as it runs there."""
+    from backend import local_servers as server
+
+    redis = rq_backend["redis"]
+    port = server.free_port()
+    url = f"http://127.0.0.1:{port}"
+    dashboard = Path(sys.executable).parent / "rq-dashboard"
+    cmd = [str(dashboard), "--redis-url", redis.url, "--bind", "127.0.0.1", "--port", str(port)]
+    with server.running(cmd, dict(os.environ), tmp_path / "dashboard.log", f"{url}/", 60):
+        queues = requests.get(f"{url}/0/data/queues.json", timeout=10).json()["queues"]
+        assert "crackal" in {q["name"] for q in queues}
+        workers = requests.get(f"{url}/0/data/workers.json", timeout=10).json()["workers"]
+        assert any("crackal" in w["queues"] for w in workers), workers
