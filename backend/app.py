@@ -1,8 +1,11 @@
-"""The Label Studio ML backend HTTP API: /health, /setup, /predict, /webhook.
+"""The Label Studio ML backend HTTP API: /health, /setup, /predict, /webhook, /train.
 
 Label Studio calls /setup often and expects an answer within seconds, and gives webhooks
 one second: both only read small files and enqueue work. Every handler turns bad input
 into a 4xx JSON error and any failure into a 5xx JSON error; the server keeps running.
+
+Every route needs HTTP basic auth (BASIC_AUTH_USER / BASIC_AUTH_PASS) unless the backend
+was started insecure on purpose; without credentials `/health` only says it is up.
 """
 
 from __future__ import annotations
@@ -32,11 +35,19 @@ def create_app(
     queue: JobQueue | None = None,
 ) -> Flask:
     settings = settings or Settings.from_env()
+    if not settings.basic_auth_user and not settings.insecure:
+        raise ValueError(
+            "no authentication configured: set BASIC_AUTH_USER and BASIC_AUTH_PASS (and the "
+            "same in Label Studio's model settings), or start with --insecure "
+            "(CRACKAL_INSECURE=1) on a network you trust"
+        )
     service = service or Service(settings)
     queue = queue or make_queue(service)
     registry = Registry(settings.registry)
     scored: dict[int, str] = {}  # project -> model version a scoring was last queued for
+    authorised: set[int] = set()  # projects whose webhook carries our credentials
     app = Flask("crackal")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["crackal.queue"] = queue
     app.config["crackal.service"] = service
 
@@ -48,17 +59,26 @@ def create_app(
         queue.reset_label_events(project)
         return queue.submit("retrain", project)
 
+    def authenticated() -> bool:
+        if not settings.basic_auth_user:
+            return True  # insecure on purpose
+        auth = request.authorization
+        return (
+            auth is not None
+            and auth.type == "basic"
+            and hmac.compare_digest(
+                (auth.username or "").encode(), settings.basic_auth_user.encode()
+            )
+            and hmac.compare_digest(
+                (auth.password or "").encode(), settings.basic_auth_password.encode()
+            )
+        )
+
     @app.before_request
     def check_auth():
-        if not settings.basic_auth_user:
-            return None
-        auth = request.authorization
-        if (
-            auth is None
-            or auth.type != "basic"
-            or not hmac.compare_digest(auth.username or "", settings.basic_auth_user)
-            or not hmac.compare_digest(auth.password or "", settings.basic_auth_password)
-        ):
+        if request.path in ("/", "/health") and request.method == "GET":
+            return None  # answers without details unless authenticated
+        if not authenticated():
             return (
                 jsonify(error="authentication required"),
                 401,
@@ -78,6 +98,8 @@ def create_app(
     @app.get("/")
     @app.get("/health")
     def health():
+        if not authenticated():
+            return jsonify(status="UP", model_class="crackal")
         current = registry.current()
         metrics = registry.meta(current).get("metrics") if current else None
         try:
@@ -102,6 +124,8 @@ def create_app(
             ), 503
         if body.get("project") is not None:
             project = project_id_of(body["project"])
+            if project not in authorised and service.try_authorise_webhooks(project):
+                authorised.add(project)  # the webhook appears after the first /setup
             if scored.get(project) != version:
                 try:
                     rescore(project)

@@ -113,6 +113,24 @@ class LabelStudio:
                 lambda c=chunk: self.sdk.projects.import_predictions(project_id, request=c),
             )
 
+    def ml_backends(self, project_id: int) -> list[dict[str, Any]]:
+        return self._sdk(
+            f"ML backends of project {project_id}",
+            lambda: [b.dict() for b in self.sdk.ml.list(project=project_id)],
+        )
+
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        return self._sdk(
+            f"webhooks of project {project_id}",
+            lambda: [h.dict() for h in self.sdk.webhooks.list(project=str(project_id))],
+        )
+
+    def set_webhook_headers(self, webhook_id: int, headers: dict[str, str]) -> None:
+        self._sdk(
+            f"update webhook {webhook_id}",
+            lambda: self.sdk.webhooks.update(int(webhook_id), headers=headers),
+        )
+
     def delete_predictions(self, prediction_ids: list[int]) -> int:
         """Delete these predictions, one call each; returns how many went (a prediction
         that is already gone counts as removed)."""

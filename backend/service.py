@@ -12,6 +12,7 @@ A task whose image or annotation is unusable gets a recorded reason and costs on
 
 from __future__ import annotations
 
+import base64
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
@@ -161,6 +162,45 @@ class Service:
     def fetch_image(self, task: dict[str, Any], target: BrushTarget) -> bytes:
         return fetch_task_image(task, target, self.settings, self.session, self.client)
 
+    def authorise_webhooks(self, project_id: int) -> int | None:
+        """Label Studio creates a webhook to `<backend>/webhook` without credentials just
+        after a backend is connected. Give ours (the webhook of a connected ML backend whose
+        basic auth user is ours) the backend's basic auth header. Returns how many changed,
+        or None when no webhook of ours exists (yet)."""
+        user, password = self.settings.basic_auth_user, self.settings.basic_auth_password
+        if not user:
+            return 0
+        header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        ours = {
+            str(b.get("url") or "").rstrip("/") + "/webhook"
+            for b in self.client.ml_backends(project_id)
+            if b.get("basic_auth_user") == user
+        }
+        hooks = [
+            h
+            for h in self.client.webhooks(project_id)
+            if str(h.get("url") or "").rstrip("/") in ours
+        ]
+        changed = 0
+        for hook in hooks:
+            headers = hook.get("headers") if isinstance(hook.get("headers"), dict) else {}
+            if headers.get("Authorization") != header:
+                self.client.set_webhook_headers(hook["id"], {**headers, "Authorization": header})
+                changed += 1
+        return changed if hooks else None
+
+    def try_authorise_webhooks(self, project_id: int) -> bool:
+        """`authorise_webhooks`, logged; True once the project's webhook carries our
+        credentials. A failure only means events answer 401 until the next try."""
+        try:
+            changed = self.authorise_webhooks(project_id)
+        except LabelStudioError as exc:
+            log.warning("project %s: webhook not authorised: %s", project_id, exc)
+            return False
+        if changed:
+            log.info("project %s: webhook given the backend's credentials", project_id)
+        return changed is not None
+
     # -- the scoring job --------------------------------------------------------------------
     def rescore_project(self, project_id: int) -> RescoreReport:
         """Score every task, import the predictions, remove crackal's older ones, order the
@@ -240,6 +280,7 @@ class Service:
         removed = self.client.delete_predictions(replaced)
         self.order_queue(project_id, serving.version)
         store.save_index(index)
+        self.try_authorise_webhooks(project_id)
         log.info(
             "project %s: %d predictions imported (model %s), %d fetched, %d old removed, %d errors",
             project_id,

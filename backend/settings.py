@@ -43,6 +43,8 @@ class Settings:
     max_image_pixels: int = 64_000_000
     basic_auth_user: str = ""
     basic_auth_password: str = ""
+    insecure: bool = False  # serve without authentication (a trusted network only)
+    max_request_bytes: int = 64 * 2**20  # larger request bodies are refused (413)
     request_timeout: float = 30.0  # per connection attempt and per read
     fetch_deadline: float = 120.0  # a whole image download, redirects included
     allowed_hosts: tuple[str, ...] = ()  # private hosts or networks images may come from
@@ -95,6 +97,12 @@ class Settings:
         )
         s.basic_auth_user = e.get("BASIC_AUTH_USER", "")
         s.basic_auth_password = e.get("BASIC_AUTH_PASS", "")
+        if ("BASIC_AUTH_USER" in e) != ("BASIC_AUTH_PASS" in e) or (
+            "BASIC_AUTH_USER" in e and not (s.basic_auth_user and s.basic_auth_password)
+        ):
+            raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, neither of them empty")
+        s.insecure = e.get("CRACKAL_INSECURE", "0").lower() in ("1", "true", "yes")
+        s.max_request_bytes = int(e.get("CRACKAL_MAX_REQUEST_BYTES", s.max_request_bytes))
         s.retrain_threshold = int(e.get("CRACKAL_RETRAIN_THRESHOLD", s.retrain_threshold))
         s.promote = e.get("CRACKAL_PROMOTE", s.promote)
         if s.promote not in ("always", "if-better", "never"):

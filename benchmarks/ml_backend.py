@@ -72,7 +72,10 @@ def main() -> None:
     ][: args.tasks]
     work = Path(tempfile.mkdtemp(prefix="crackal-bench-"))
     settings = Settings(
-        registry=args.registry, cache=work / "cache", base_train=args.data / "deepcrack" / "train"
+        registry=args.registry,
+        cache=work / "cache",
+        base_train=args.data / "deepcrack" / "train",
+        insecure=True,  # an in-process test client, no network
     )
     predict_latency(settings, pool, args.requests)
 

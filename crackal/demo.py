@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
             "CRACKAL_CACHE": str(work / "cache"),
             "CRACKAL_BASE_TRAIN": str(args.data / "deepcrack" / "train"),
             "CRACKAL_BASE_VAL": str(args.data / "deepcrack" / "val"),
+            # the backend's own credentials; Label Studio gets them when it connects
+            "BASIC_AUTH_USER": "crackal",
+            "BASIC_AUTH_PASS": secrets.token_urlsafe(16),
         }
         redis_binary = shutil.which("redis-server")
         if redis_binary:
@@ -139,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
                 60,
             )
         )
-        project = create_project(ls, backend, demo_images(args.data, args.images), version)
+        auth = (env["BASIC_AUTH_USER"], env["BASIC_AUTH_PASS"])
+        project = create_project(ls, backend, auth, demo_images(args.data, args.images), version)
         print(
             f"\nLabel Studio: {ls.url}/projects/{project}/data  (login {ls.username} / "
             f"{ls.password})\nbackend: {backend}  jobs: "
@@ -155,7 +159,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def create_project(
-    ls: server.LabelStudioServer, backend: str, images: list[Path], version: str
+    ls: server.LabelStudioServer,
+    backend: str,
+    auth: tuple[str, str],
+    images: list[Path],
+    version: str,
 ) -> int:
     """Create the brush project, upload `images`, connect the backend, wait for the queue."""
     http = requests.Session()
@@ -170,7 +178,15 @@ def create_project(
     http.post(
         f"{ls.url}/api/ml",
         timeout=120,
-        json={"url": backend, "project": project, "title": "crackal", "is_interactive": False},
+        json={
+            "url": backend,
+            "project": project,
+            "title": "crackal",
+            "is_interactive": False,
+            "auth_method": "BASIC_AUTH",
+            "basic_auth_user": auth[0],
+            "basic_auth_pass": auth[1],
+        },
     ).raise_for_status()
     print(f"scoring {len(images)} images with model {version} ...")
 

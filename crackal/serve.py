@@ -34,6 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=9090)
     p.add_argument("--threads", type=int, help="request threads (default: THREADS or 4)")
     p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve without authentication (a network you trust only; same as CRACKAL_INSECURE=1)",
+    )
+    p.add_argument(
         "--timeout",
         type=int,
         default=120,
@@ -44,6 +49,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()  # read (and checked) before serving
+    settings.insecure = settings.insecure or args.insecure
+    if not settings.basic_auth_user and not settings.insecure:
+        raise SystemExit(
+            "crackal serve: no authentication configured. Set BASIC_AUTH_USER and "
+            "BASIC_AUTH_PASS (and the same under the model's 'Use basic auth' in Label "
+            "Studio), or pass --insecure on a network you trust."
+        )
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )

@@ -19,6 +19,7 @@ import requests
 
 from backend import local_servers as server
 from tests.availability import unavailable
+from tests.e2e.helpers import BACKEND_AUTH
 from training.data import find_samples, load
 from training.fit import fit_version
 from training.registry import Registry
@@ -123,6 +124,8 @@ def backend_env(
         "CRACKAL_BASE_VAL": str(base_val),
         "CRACKAL_ADAPT_STEPS": "20",
         "CRACKAL_PROMOTE": "always",
+        "BASIC_AUTH_USER": BACKEND_AUTH[0],
+        "BASIC_AUTH_PASS": BACKEND_AUTH[1],
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 
 import numpy as np
+import requests
 from label_studio_sdk.converter.brush import mask2rle
 from PIL import Image
 
@@ -15,6 +17,29 @@ BRUSH_CONFIG = """<View>
     <Label value="crack" background="#ff0000"/>
   </BrushLabels>
 </View>"""
+
+
+# The backends of the suite run with basic auth, as deployed; BACKEND calls them with it.
+BACKEND_AUTH = ("crackal", secrets.token_urlsafe(16))
+BACKEND = requests.Session()
+BACKEND.auth = BACKEND_AUTH
+
+
+def connect(ls, project: int, backend_url: str) -> None:
+    """Connect the backend to a project as a user would, with its basic auth."""
+    ls.call(
+        "POST",
+        "/api/ml",
+        json={
+            "url": backend_url,
+            "project": project,
+            "title": "crackal",
+            "is_interactive": False,
+            "auth_method": "BASIC_AUTH",
+            "basic_auth_user": BACKEND_AUTH[0],
+            "basic_auth_pass": BACKEND_AUTH[1],
+        },
+    )
 
 
 def wait_for(predicate, seconds: float, what: str):
@@ -32,16 +57,7 @@ def make_project(ls, backend_url: str, title: str, paths: list[Path], version: s
     proj = ls.call("POST", "/api/projects", json={"title": title, "label_config": BRUSH_CONFIG})
     files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(paths)}
     ls.call("POST", f"/api/projects/{proj['id']}/import", files=files)
-    ls.call(
-        "POST",
-        "/api/ml",
-        json={
-            "url": backend_url,
-            "project": proj["id"],
-            "title": "crackal",
-            "is_interactive": False,
-        },
-    )
+    connect(ls, proj["id"], backend_url)
 
     def scored():
         tasks = ls.tasks(proj["id"])

@@ -3,8 +3,11 @@ farthest-first queue on real images (CrackForest photos and BSDS500 non-crack ph
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pytest
+import requests
 from label_studio_sdk.converter.brush import decode_rle
 from PIL import Image
 from scipy.stats import mannwhitneyu
@@ -16,7 +19,7 @@ from selection.scoring import score_set
 from training.metrics import Counts, image_counts, scores
 from training.model_features import model_extractor
 
-from .helpers import make_project, prediction, wait_for
+from .helpers import BACKEND, BACKEND_AUTH, make_project, prediction, wait_for
 
 N_CRACK, N_PLAIN = 40, 40
 
@@ -29,6 +32,19 @@ def project(label_studio, backend, crack_data, trained_registry):
     return make_project(
         label_studio, backend["url"], "cracks", crack + plain, trained_registry.current()
     )
+
+
+def test_the_backend_needs_its_credentials_and_its_webhook_got_them(label_studio, backend, project):
+    """Label Studio creates the backend's webhook without credentials; the backend gives it
+    its basic auth header, or label events would answer 401."""
+    assert requests.post(f"{backend['url']}/webhook", json={}, timeout=10).status_code == 401
+    assert "jobs" not in requests.get(f"{backend['url']}/health", timeout=10).json()
+    assert "jobs" in BACKEND.get(f"{backend['url']}/health", timeout=10).json()
+    hooks = label_studio.call("GET", "/api/webhooks", params={"project": project["id"]})
+    (ours,) = [h for h in hooks if h["url"] == f"{backend['url']}/webhook"]
+    user, password = BACKEND_AUTH
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    assert ours["headers"]["Authorization"] == f"Basic {token}"
 
 
 def test_every_task_has_a_brush_mask_of_its_image_size(project):

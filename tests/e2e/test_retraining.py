@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .helpers import brush_annotation, make_project, wait_for
+from .helpers import BACKEND, brush_annotation, make_project, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +32,14 @@ def annotate(ls, task: dict, crack_data) -> None:
 
 
 def start_training(url: str, pid: int) -> str:
-    resp = requests.post(
+    resp = BACKEND.post(
         f"{url}/webhook", timeout=5, json={"action": "START_TRAINING", "project": {"id": pid}}
     )
     return resp.json()["status"]
 
 
 def last_job(url: str, pid: int) -> dict:
-    jobs = requests.get(f"{url}/health", timeout=10).json()["jobs"]
+    jobs = BACKEND.get(f"{url}/health", timeout=10).json()["jobs"]
     return jobs.get("last", {}).get(f"retrain:{pid}", {})
 
 
@@ -65,7 +65,7 @@ def wait_idle(url: str, pid: int) -> None:
     """Until no job of the project is queued or running (an earlier test's job may be)."""
 
     def idle():
-        jobs = requests.get(f"{url}/health", timeout=10).json()["jobs"]
+        jobs = BACKEND.get(f"{url}/health", timeout=10).json()["jobs"]
         return not any(k.endswith(f":{pid}") for k in jobs["queued"] + jobs["running"])
 
     wait_for(idle, 300, f"project {pid} to have no job queued or running")
@@ -119,11 +119,11 @@ def test_three_labels_adapt_the_model_and_the_queue_follows(
     served = ls.call("GET", f"/api/projects/{pid}/next")
     assert served["id"] == min(scores, key=scores.get)
 
-    health = requests.get(f"{rq_backend['url']}/health", timeout=10).json()
+    health = BACKEND.get(f"{rq_backend['url']}/health", timeout=10).json()
     assert health["model_version"] == new and health["jobs"]["backend"] == "rq"
     job = wait_for(
         lambda: (lambda j: j if j.get("state") == "finished" else None)(
-            requests.get(f"{rq_backend['url']}/health", timeout=10)
+            BACKEND.get(f"{rq_backend['url']}/health", timeout=10)
             .json()["jobs"]["last"]
             .get(f"retrain:{pid}", {})
         ),
@@ -142,14 +142,14 @@ def test_redis_down_webhooks_answered_error_visible_and_no_label_lost(
     rq_backend["redis"].stop()
     try:
         t0 = time.monotonic()
-        resp = requests.post(
+        resp = BACKEND.post(
             f"{url}/webhook",
             timeout=5,
             json={"action": "ANNOTATION_CREATED", "project": {"id": pid}, "annotation": {"id": 1}},
         )
         assert time.monotonic() - t0 < 1.0
         assert resp.status_code == 200 and resp.json()["status"].startswith("not queued")
-        assert "unavailable" in requests.get(f"{url}/health", timeout=5).json()["jobs"]["error"]
+        assert "unavailable" in BACKEND.get(f"{url}/health", timeout=5).json()["jobs"]["error"]
         annotate(ls, project["tasks"][3], crack_data)  # Label Studio's webhook is lost too
     finally:
         rq_backend["redis"].start()
@@ -183,7 +183,7 @@ def test_killed_workers_leave_the_old_version_serving_and_the_job_is_retried_to_
     worker.kill()
     wait_for(lambda: process_gone(second["pid"]), 30, "the orphaned job process to stop")
     assert trained_registry.current() == before  # nothing half-made was swapped in
-    health = requests.get(f"{url}/health", timeout=10).json()
+    health = BACKEND.get(f"{url}/health", timeout=10).json()
     assert health["model_version"] == before
     assert ls.call("GET", f"/api/projects/{pid}")["model_version"] == before
 
@@ -227,7 +227,7 @@ def test_labels_during_a_job_cause_exactly_one_follow_up_that_trains_on_all_of_t
     done = job_in_state(url, pid, "finished", 240, after=job["started"])
     assert done["result"]["version"] == follow_up
     time.sleep(10)  # nothing else is queued or runs: exactly one follow-up
-    jobs = requests.get(f"{url}/health", timeout=10).json()["jobs"]
+    jobs = BACKEND.get(f"{url}/health", timeout=10).json()["jobs"]
     assert jobs["queued"] == jobs["running"] == [] and jobs["queue_length"] == 0
     assert len(trained_registry.versions()) == len(versions) + 2
 
@@ -256,7 +256,7 @@ def test_a_webhook_storm_is_answered_fast_with_bounded_queue_growth(rq_backend):
     assert slowest < 1.0  # Label Studio waits 1 s for a webhook
     assert answers.count("counted") >= 130 and "queued" in answers
     assert set(answers) <= {"counted", "queued", "already queued", "follow-up"}
-    jobs = requests.get(f"{url}/health", timeout=10).json()["jobs"]
+    jobs = BACKEND.get(f"{url}/health", timeout=10).json()["jobs"]
     assert jobs["queue_length"] <= 1
     assert [k for k in jobs["queued"] + jobs["running"] if k.endswith(f":{missing}")] == [
         f"retrain:{missing}"

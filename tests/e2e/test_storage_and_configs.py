@@ -16,13 +16,12 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
-import requests
 from label_studio_sdk.converter.brush import decode_rle, mask2rle
 from PIL import Image
 
 from backend import local_servers as server
 
-from .helpers import wait_for
+from .helpers import BACKEND, connect, wait_for
 
 TWO_LABELS = """<View>
   <Image name="image" value="$image"/>
@@ -85,11 +84,7 @@ def project(label_studio, backend, s3, trained_registry):
     )
     assert all(cloud_uri(t).startswith(f"s3://{BUCKET}/survey/") for t in tasks)
     version = trained_registry.current()
-    ls.call(
-        "POST", "/api/ml",
-        json={"url": backend["url"], "project": proj["id"], "title": "crackal",
-              "is_interactive": False},
-    )  # fmt: skip
+    connect(ls, proj["id"], backend["url"])
 
     def scored():
         tasks = ls.tasks(proj["id"])
@@ -111,7 +106,7 @@ def cloud_uri(task: dict) -> str:
 
 def test_predict_fetches_a_raw_cloud_uri_through_presign(backend, project):
     task = project["tasks"][1]
-    resp = requests.post(
+    resp = BACKEND.post(
         f"{backend['url']}/predict",
         json={
             "tasks": [{"id": task["id"], "data": {"image": cloud_uri(task)}}],
@@ -175,11 +170,11 @@ def test_train_route_retrains_on_crack_strokes_only(label_studio, backend, proje
         "POST", f"/api/tasks/{task['id']}/annotations",
         json={"result": [_stroke(truth, "crack", "a"), _stroke(spalling, "spalling", "b")]},
     )  # fmt: skip
-    resp = requests.post(f"{backend['url']}/train", json={"project": project["id"]}, timeout=10)
+    resp = BACKEND.post(f"{backend['url']}/train", json={"project": project["id"]}, timeout=10)
     assert resp.status_code == 200 and resp.json()["status"] in ("queued", "follow-up")
 
     def finished():
-        jobs = requests.get(f"{backend['url']}/health", timeout=10).json()["jobs"]
+        jobs = BACKEND.get(f"{backend['url']}/health", timeout=10).json()["jobs"]
         job = jobs.get("last", {}).get(f"retrain:{project['id']}", {})
         return job if job.get("state") in ("finished", "failed") else None
 
