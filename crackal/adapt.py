@@ -20,10 +20,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "adapt",
         help="add q far images of each unseen set to P, fine-tune, compare",
         description="Base model M (the registry's current version; trained first if the "
-        "registry is empty). For each secondary set, I_dist with M's features; q images "
-        "per set from the scaled-distance band (or uniformly: --strategy random); M_q "
-        "fine-tuned from M on P + the chosen images; every model evaluated on every set "
-        "without the chosen images. Writes figures 4-7 and tables 3-5 of the paper.",
+        "registry is empty). Each secondary set is split once, by original photo, into a "
+        "test part (shared by every model) and candidates; I_dist with M's features; q "
+        "candidates per set from the scaled-distance band (or uniformly: --strategy "
+        "random); M_q fine-tuned from M on P + the chosen images for a fixed number of "
+        "steps; every model evaluated on the test parts. Writes figures 4-7 and tables 3-5 "
+        "of the paper.",
     )
     p.add_argument("--registry", required=True, type=Path, metavar="DIR")
     p.add_argument("--train", required=True, type=Path, metavar="DIR", help="P (with masks)")
@@ -40,7 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", nargs="+", choices=STRATEGIES, default=["band"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--base", default="current", help="base version (default: current)")
-    p.add_argument("--steps", type=int, help="fine-tuning steps (default: 300)")
+    p.add_argument("--steps", type=int, default=300, help="fine-tuning steps (default: 300)")
+    p.add_argument("--test-per-set", type=int, default=30, help="test images per set (default: 30)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the test split")
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
     p.set_defaults(run=run)
 
@@ -54,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         print("registry is empty: training the base model M first")
         fit_version(registry, train_items, val_items, note="crackal adapt: base model M")
     base = registry.resolve(args.base)
-    overrides = {} if args.steps is None else {"steps": args.steps}
+    # a fixed number of steps: no wall-clock budget, no early stop (eval only at the end)
+    overrides = {"steps": args.steps, "max_minutes": 10**6, "eval_every": 10**9}
     experiment = run_experiment(
         registry,
         base,
@@ -66,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         strategies=args.strategy,
         seeds=args.seeds,
         config_for_seed=lambda seed: TrainConfig.adapt(seed=seed, **overrides),
+        test_per_set=args.test_per_set,
+        split_seed=args.split_seed,
     )
     summary = write_report(experiment, args.out)
     print(json.dumps(summary["mean_ods_over_sets"], indent=2))

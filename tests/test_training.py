@@ -114,7 +114,8 @@ def test_adapt_experiment_end_to_end(registry, sets, tmp_path):
     out = tmp_path / "adapt"
     args = ["adapt", "--registry", registry.root, "--train", sets["train"], "--val", sets["val"],
             "--secondary", sets["crack500"], "--secondary", sets["cfd"], "--q", 1, 2,
-            "--strategy", "band", "random", "--steps", 2, "--out", out]  # fmt: skip
+            "--strategy", "band", "random", "--steps", 2, "--test-per-set", 2,
+            "--out", out]  # fmt: skip
     assert cli(*args) == 0
     for name in (
         "ods.csv",
@@ -130,16 +131,21 @@ def test_adapt_experiment_end_to_end(registry, sets, tmp_path):
     assert set(summary["mean_ods_over_sets"]["band/seed0"]) == {"M", "M1", "M2"}
     runs = {(r["strategy"], r["q"]): r for r in summary["chosen"]}
     assert len(runs) == 4
-    # Nested choices; chosen images are never evaluated.
+    # Nested choices; one test part per set, shared by every model, never chosen.
     band1, band2 = runs[("band", 1)]["images"], runs[("band", 2)]["images"]
     assert all(set(band1[s]) <= set(band2[s]) and len(band2[s]) == 2 for s in band2)
     rows = list(csv.DictReader((out / "per_image.csv").read_text().splitlines()))
+    test = summary["test"]
+    assert set(test) == {"crack500", "cfd"} and all(len(v) >= 2 for v in test.values())
     for (strategy, _), run in runs.items():
         for set_name, chosen in run["images"].items():
-            evaluated = {
-                r["image"] for r in rows if r["strategy"] == strategy and r["set"] == set_name
-            }
-            assert len(evaluated) == 4 and not evaluated & set(chosen)
+            for model in ("M", "M1", "M2"):
+                evaluated = {
+                    r["image"]
+                    for r in rows
+                    if (r["strategy"], r["set"], r["model"]) == (strategy, set_name, model)
+                }
+                assert evaluated == set(test[set_name]) and not evaluated & set(chosen)
     # The first band pick of every set lies in the band of the base model's distances.
     distances = {
         (r["set"], r["image"]): r
@@ -147,7 +153,14 @@ def test_adapt_experiment_end_to_end(registry, sets, tmp_path):
     }
     assert len(distances) == 12
     for set_name, (first,) in band1.items():
-        assert distances[(set_name, first)]["in_band"] == "1"
+        candidates = [
+            d for (n, img), d in distances.items() if n == set_name and img not in test[n]
+        ]
+        if any(d["in_band"] == "1" for d in candidates):
+            assert distances[(set_name, first)]["in_band"] == "1"
+        else:  # no candidate in the band: the farthest candidate comes first
+            farthest = max(candidates, key=lambda d: float(d["i_dist"]))
+            assert first == farthest["image"]
     # Adapted versions are registered from M but never made current by the experiment.
     assert registry.current() == "v1"
     assert {registry.meta(r["version"])["parent"] for r in summary["chosen"]} == {"v1"}

@@ -1,13 +1,15 @@
 """The paper's adaptation experiment (section 4.3): add q far images of each unseen set to P,
 fine-tune, and see whether the model improves on those sets.
 
-For every secondary set S, I_dist(S, P) is computed with the base model's own encoder
-features. For each strategy ("band": uniformly among images whose scaled I_dist is in the
-band; "random": uniformly among all of S) and seed, one seeded ordering of the candidates is
-drawn and M_q takes its first q images from every S, so the choices are nested
-(M_1's image is among M_3's). Every model of one (strategy, seed) - M and each M_q - is
-evaluated on every S without the images chosen for the largest q, so they are compared on
-the same images.
+Every secondary set S is split once, by original photo (crops of one photo stay on one
+side), into a test part and a candidate part (`training.campaign.grouped_split`); every
+model of every strategy and seed is evaluated on the same test parts. I_dist(S, P) is
+computed with the base model's own encoder features for all of S. For each strategy ("band":
+uniformly among candidates whose scaled I_dist is in the band; "random": uniformly among the
+candidates) and seed, one seeded ordering of the candidates is drawn and M_q takes its first
+q images from every S, so the choices are nested (M_1's image is among M_3's). Fine-tuning
+runs a fixed number of steps (no wall-clock stop, no early stop), so a result does not
+depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from selection.embed import embed_paths
 from selection.extractors import FeatureExtractor
 from selection.ranking import DEFAULT_BAND
 from selection.scoring import SetScores, score_set
+from training.campaign import grouped_split
 from training.data import Loaded
 from training.evaluate import Evaluation, evaluate
 from training.fit import fit_version
@@ -48,20 +51,26 @@ class Experiment:
     distances: dict[str, SetScores]  # set -> I_dist of its images from P (base features)
     base_evaluations: dict[tuple[str, int], dict[str, Evaluation]]  # (strategy, seed) -> set
     runs: list[Run]
-    held_out: dict[tuple[str, int], dict[str, list[str]]]  # images excluded from evaluation
+    test: dict[str, list[str]]  # set -> the images every model is evaluated on
 
 
-def candidate_order(scores: SetScores, strategy: str, rng: np.random.Generator) -> list[int]:
-    """Indices of S in the order they are taken: a seeded shuffle of the band (or of all S).
-
-    With too few images in the band, the farthest images outside it follow, farthest first.
-    """
+def candidate_order(
+    scores: SetScores, strategy: str, rng: np.random.Generator, candidates: Sequence[int]
+) -> list[int]:
+    """Indices of S (among `candidates`) in the order they are taken: a seeded shuffle of
+    the candidates in the band (or of all candidates). With too few in the band, the
+    farthest candidates outside it follow, farthest first."""
+    pool = np.asarray(sorted(candidates), dtype=int)
     if strategy == "random":
-        return [int(i) for i in rng.permutation(len(scores.images))]
+        return [int(i) for i in rng.permutation(pool)]
     if strategy != "band":
         raise ValueError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
-    band = np.flatnonzero(scores.in_band)
-    rest = [i for i in np.argsort(-scores.i_dist, kind="stable") if not scores.in_band[i]]
+    band = pool[scores.in_band[pool]]
+    rest = [
+        i
+        for i in np.argsort(-scores.i_dist, kind="stable")
+        if i in set(pool) and not scores.in_band[i]
+    ]
     return [int(i) for i in rng.permutation(band)] + [int(i) for i in rest]
 
 
@@ -77,15 +86,24 @@ def run_experiment(
     seeds: Sequence[int] = (0,),
     config_for_seed: Callable[[int], TrainConfig] | None = None,
     band: tuple[float, float] = DEFAULT_BAND,
+    test_per_set: int = 30,
+    split_seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> Experiment:
-    """Fine-tune M_q for every strategy, seed and q; evaluate everything on every S."""
+    """Fine-tune M_q for every strategy, seed and q; evaluate every model on the same test
+    part of every S."""
     qs = sorted(set(qs))
     if not qs or qs[0] < 1:
         raise ValueError("q values must be positive")
+    test_names: dict[str, set[str]] = {}
     for name, items in secondaries.items():
-        if len(items) <= qs[-1]:
-            raise ValueError(f"set {name!r} has {len(items)} images: too few for q={qs[-1]}")
+        test, pool = grouped_split([it.sample for it in items], test_per_set, split_seed)
+        if len(pool) < qs[-1] or not test:
+            raise ValueError(
+                f"set {name!r} has {len(items)} images: too few for a test part of "
+                f"{test_per_set} and q={qs[-1]}"
+            )
+        test_names[name] = {s.image.name for s in test}
 
     train_feats = embed_paths(
         [i.sample.image for i in train_items], extractor, desc="embed train"
@@ -98,24 +116,24 @@ def run_experiment(
         distances[name] = score_set(name, emb.names, emb.features, train_feats, band=band)
 
     base = registry.load(base_version)
-    runs, base_evals, held_out = [], {}, {}
+    kept = {
+        n: [it for it in items if it.sample.image.name in test_names[n]]
+        for n, items in secondaries.items()
+    }
+    candidates = {
+        n: [i for i, it in enumerate(items) if it.sample.image.name not in test_names[n]]
+        for n, items in secondaries.items()
+    }
+    log(f"evaluating base {base_version} on the test parts")
+    base_eval = {n: evaluate(base.model, base.encoder, kept[n], desc=f"eval {n}") for n in kept}
+    runs, base_evals = [], {}
     for strategy in strategies:
         for seed in seeds:
             rng = np.random.default_rng(seed)
-            orders = {n: candidate_order(distances[n], strategy, rng) for n in secondaries}
-            excluded = {
-                n: [secondaries[n][i].sample.image.name for i in orders[n][: qs[-1]]]
-                for n in secondaries
+            orders = {
+                n: candidate_order(distances[n], strategy, rng, candidates[n]) for n in secondaries
             }
-            held_out[(strategy, seed)] = excluded
-            kept = {
-                n: [it for it in items if it.sample.image.name not in excluded[n]]
-                for n, items in secondaries.items()
-            }
-            log(f"[{strategy} seed {seed}] evaluating base {base_version}")
-            base_evals[(strategy, seed)] = {
-                n: evaluate(base.model, base.encoder, kept[n], desc=f"eval {n}") for n in kept
-            }
+            base_evals[(strategy, seed)] = base_eval
             for q in qs:
                 added = [secondaries[n][i] for n in secondaries for i in orders[n][:q]]
                 log(f"[{strategy} seed {seed}] fine-tuning M{q} on P + {len(added)} images")
@@ -146,4 +164,5 @@ def run_experiment(
                 summary = ", ".join(f"{n} {e.scores.ods:.3f}" for n, e in run.evaluations.items())
                 log(f"  M{q} = {outcome.version}: ODS {summary}")
                 runs.append(run)
-    return Experiment(base_version, distances, base_evals, runs, held_out)
+    test = {n: sorted(names) for n, names in test_names.items()}
+    return Experiment(base_version, distances, base_evals, runs, test)

@@ -3,8 +3,9 @@
 - `distances.csv`: I_dist of every secondary image from P with the base model's features;
 - `ods.csv`: ODS / OIS / AP of every model on every secondary set (figure 7's numbers);
 - `per_image.csv`: per-image F (at the set's ODS threshold) with I_dist and scaled I_dist;
-- `parts.csv` and `parts.png`: S sorted by I_dist, split in halves and thirds; per part the
-  F-score (ODS over the part's images), and the mean and std of I_dist: F(mu, sigma);
+- `parts.csv` and `parts.png`: the test part of S sorted by I_dist, split in halves and
+  thirds; per part the F-score (ODS over the part's images), and the mean and std of the
+  scaled I_dist (as the paper's tables): F(mu, sigma);
 - `fig7_ods.png`: ODS per set for M, M_1, M_3, M_7 (mean over seeds; bars span the seeds);
 - `f_vs_distance_<strategy>_seed<k>.png`: per-image F against scaled I_dist, smoothed with
   a moving average of window |S|/10, one line per model (figures 4-6);
@@ -73,9 +74,11 @@ def write_report(exp: Experiment, out: Path) -> dict[str, Any]:
                 for name, d, x, f in zip(ev.names, i_dist, scaled, s.per_image_f, strict=True):
                     image_rows.append([strategy, seed, label, set_name, name, d, x, f])
                 for parts in (2, 3):
+                    if len(ev.names) < parts:
+                        continue  # a test part too small to split this finely
                     for k, part in enumerate(
                         sorted_parts(
-                            i_dist, parts, lambda idx, ev=ev: scores(ev.counts.subset(idx)).ods
+                            scaled, parts, lambda idx, ev=ev: scores(ev.counts.subset(idx)).ods
                         )
                     ):
                         part_rows.append(
@@ -106,7 +109,7 @@ def write_report(exp: Experiment, out: Path) -> dict[str, Any]:
     )
     _write_csv(
         out / "parts.csv",
-        ["strategy", "seed", "model", "set", "parts", "part", "f", "mean_i_dist", "std_i_dist"],
+        ["strategy", "seed", "model", "set", "parts", "part", "f", "mean_scaled", "std_scaled"],
         part_rows,
     )
     _write_csv(
@@ -125,7 +128,7 @@ def write_report(exp: Experiment, out: Path) -> dict[str, Any]:
     summary = {
         "base_version": exp.base_version,
         "mean_ods_over_sets": mean_ods,
-        "held_out": {f"{k[0]}/seed{k[1]}": v for k, v in exp.held_out.items()},
+        "test": exp.test,
         "chosen": [
             {
                 "strategy": r.strategy,
