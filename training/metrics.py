@@ -4,7 +4,8 @@ Follows DeepSegmentor's `eval/prf_metrics.py`: thresholds 0.00, 0.01, ..., 0.99;
 predicted crack when its probability is strictly above the threshold; tp, fp and fn are
 counted pixel-exactly in each image and summed over the images; P = tp / (tp + fp) (1 when
 both are 0), R = tp / (tp + fn), F = 2PR / (P + R). ODS is the best F over thresholds of the
-pooled counts; OIS the mean over images of each image's best F (as DeepSegmentor's OIS).
+pooled counts. DeepSegmentor computes only that; OIS (the mean over images of each image's
+best F) and AP (area under the pooled precision-recall curve) are ours.
 
 Two choices where the reference divides by zero: R = 1 when an image (or a set) has no
 crack pixel, and F = 0 when P + R = 0. So a crack-free image predicted empty scores F = 1,
