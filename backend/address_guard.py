@@ -1,7 +1,8 @@
 """Where the backend may download task images from (a guard against server-side request
 forgery: a Label Studio user who can create tasks must not make the backend fetch internal
-addresses). Allowed: Label Studio's own host, hosts or networks in CRACKAL_ALLOWED_HOSTS,
-and hosts whose every address is public. Every redirect hop is checked again.
+addresses). Allowed: Label Studio's own origin (scheme, host and port: other ports of its
+host are not), entries of CRACKAL_ALLOWED_HOSTS (a host name, `host:port`, an address or a
+network), and hosts whose every address is public. Every redirect hop is checked again.
 
 The check resolves the name itself, so a name whose DNS answer changes between the check
 and the connection (DNS rebinding) is not covered; CRACKAL_ALLOWED_HOSTS plus a resolver
@@ -42,13 +43,16 @@ def refusal(url: str, settings: Settings) -> str | None:
     if not host:
         return "URL has no host"
     host = host.rstrip(".").lower()
-    if host == (urlparse(settings.label_studio_url).hostname or "").lower():
+    port = port or (443 if parsed.scheme == "https" else 80)
+    own = urlparse(settings.label_studio_url)
+    own_port = own.port or (443 if own.scheme == "https" else 80)
+    if (parsed.scheme, host, port) == (own.scheme, (own.hostname or "").lower(), own_port):
         return None
-    if host in settings.allowed_hosts:
+    if host in settings.allowed_hosts or f"{host}:{port}" in settings.allowed_hosts:
         return None
     networks = allowed_networks(settings.allowed_hosts)
     try:
-        infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
         return f"cannot resolve host {host!r}"
     for info in infos:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
@@ -30,7 +31,7 @@ from backend.settings import Settings
 # First path segments of Label Studio's own file routes, as task URLs carry them relative:
 # uploads and local files (/data/...), cloud URIs it resolved (/tasks/<id>/resolve/?fileuri=,
 # /tasks/<id>/presign/...), project-level resolving and its storage proxy.
-LS_ROUTES = ("data", "tasks", "projects", "storage-data")
+LS_ROUTE = re.compile(r"/(data/|storage-data/|tasks/\d+/|projects/\d+/)")
 
 
 class ImageFetchError(ValueError):
@@ -58,7 +59,7 @@ def fetch_image_bytes(
     if parsed.scheme in ("http", "https"):
         auth = label_studio.auth_header() if own_route(url, settings) else {}
         return _download(url, settings, session, auth)
-    if parsed.scheme == "" and url.split("/")[1:2] and url.split("/")[1] in LS_ROUTES:
+    if parsed.scheme == "" and LS_ROUTE.match(url):
         full = settings.label_studio_url + url
         auth = label_studio.auth_header() if own_route(full, settings) else {}
         return _download(full, settings, session, auth)
@@ -155,6 +156,8 @@ def _local(path: str, settings: Settings) -> bytes:
     if not resolved.is_relative_to(settings.local_files_root.resolve()):
         raise ImageFetchError(f"{path} is outside CRACKAL_LOCAL_FILES_ROOT")
     try:
+        if not resolved.is_file():  # a FIFO or device would block or never end
+            raise ImageFetchError(f"{path} is not a regular file")
         if resolved.stat().st_size > settings.max_image_bytes:
             raise ImageFetchError(f"image is larger than {settings.max_image_bytes} bytes")
         return resolved.read_bytes()

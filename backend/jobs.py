@@ -1,5 +1,7 @@
 """Background jobs in the backend process: one worker thread, at most one job per key
-queued or running; a key submitted while its job runs gets exactly one follow-up run."""
+queued or running; a key submitted while its job runs gets exactly one follow-up run. A run
+that outlasts its timeout is reported failed and its key unblocked; Python cannot stop a
+thread, so the run's thread is abandoned (a daemon) and its result discarded."""
 
 from __future__ import annotations
 
@@ -12,31 +14,35 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from backend.job_state import JobState, Submission
+
 log = logging.getLogger("crackal.jobs")
 
 
 @dataclass
 class JobRecord:
     key: str
-    state: str = "queued"  # queued, running, finished, failed
+    state: JobState = JobState.QUEUED
     submitted: float = field(default_factory=time.time)
     started: float | None = None
     ended: float | None = None
     result: Any = None
     error: str | None = None
     attempt: int = 1
+    retry_in: float | None = None  # seconds until the next attempt
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "state": self.state.value}
 
 
 class ThreadRunner:
     """Runs submitted callables one at a time on a daemon thread. A job that raises is run
     again up to `retries` times, after `backoff` * 4**k seconds."""
 
-    def __init__(self, retries: int = 2, backoff: float = 5.0) -> None:
+    def __init__(self, retries: int = 2, backoff: float = 5.0, timeout: float = 3600.0) -> None:
         self.retries = retries
         self.backoff = backoff
+        self.timeout = timeout
         self._attempts: dict[str, int] = {}
         self._queue: queue.Queue[tuple[str, Callable[[], Any]]] = queue.Queue()
         self._lock = threading.Lock()
@@ -47,18 +53,39 @@ class ThreadRunner:
         self._thread = threading.Thread(target=self._work, name="crackal-jobs", daemon=True)
         self._thread.start()
 
-    def submit(self, key: str, fn: Callable[[], Any]) -> str:
-        """Queue `fn` under `key`; returns 'queued', 'already queued' or 'follow-up'."""
+    def submit(self, key: str, fn: Callable[[], Any]) -> Submission:
+        """Queue `fn` under `key`."""
         with self._lock:
             if key in self._pending:
-                return "already queued"
+                return Submission.ALREADY_QUEUED
             if self._running == key:
                 self._follow_up[key] = fn
-                return "follow-up"
+                return Submission.FOLLOW_UP
             self._pending[key] = fn
             self.last[key] = JobRecord(key, attempt=self._attempts.get(key, 0) + 1)
         self._queue.put((key, fn))
-        return "queued"
+        return Submission.QUEUED
+
+    def _run_with_timeout(self, key: str, fn: Callable[[], Any]) -> Any:
+        """fn() on a thread of its own; TimeoutError when it outlasts `timeout`."""
+        outcome: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                outcome["result"] = fn()
+            except BaseException as exc:  # handed to the runner
+                outcome["error"] = exc
+                outcome["traceback"] = traceback.format_exc()
+
+        thread = threading.Thread(target=target, name=f"crackal-job-{key}", daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        if thread.is_alive():
+            raise TimeoutError(f"timed out after {self.timeout:g} s (its thread is abandoned)")
+        if "error" in outcome:
+            log.error("job %s:\n%s", key, outcome["traceback"])
+            raise outcome["error"]
+        return outcome.get("result")
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -86,21 +113,19 @@ class ThreadRunner:
                 fn = self._pending.pop(key, fn)
                 self._running = key
                 record = self.last.setdefault(key, JobRecord(key))
-                record.state, record.started = "running", time.time()
+                record.state, record.started = JobState.RUNNING, time.time()
             retry = None
             try:
-                record.result = fn()
-                record.state = "finished"
+                record.result = self._run_with_timeout(key, fn)
+                record.state = JobState.FINISHED
                 self._attempts.pop(key, None)
             except Exception as exc:  # a job's failure must not kill the worker
-                record.state, record.error = "failed", f"{exc.__class__.__name__}: {exc}"
-                log.error(
-                    "job %s failed (attempt %d):\n%s", key, record.attempt, traceback.format_exc()
-                )
+                record.state, record.error = JobState.FAILED, f"{exc.__class__.__name__}: {exc}"
+                log.error("job %s failed (attempt %d): %s", key, record.attempt, record.error)
                 if record.attempt <= self.retries:
                     self._attempts[key] = record.attempt
                     retry = self.backoff * 4 ** (record.attempt - 1)
-                    record.state = f"failed, retrying in {retry:g} s"
+                    record.state, record.retry_in = JobState.RETRYING, retry
                 else:
                     self._attempts.pop(key, None)
             record.ended = time.time()

@@ -23,6 +23,7 @@ import traceback
 from typing import Any, Protocol
 
 from backend.job_functions import run_job, worker_service
+from backend.job_state import JobState, Submission
 from backend.jobs import ThreadRunner
 from backend.service import Service
 
@@ -30,7 +31,7 @@ log = logging.getLogger("crackal.jobs")
 
 
 class JobQueue(Protocol):
-    def submit(self, kind: str, project: int) -> str: ...
+    def submit(self, kind: str, project: int) -> Submission: ...
     def status(self) -> dict[str, Any]: ...
     def count_label_event(self, project: int) -> int: ...
     def reset_label_events(self, project: int) -> None: ...
@@ -39,12 +40,14 @@ class JobQueue(Protocol):
 class EmbeddedQueue:
     """Jobs on a thread of this process (one machine, no Redis)."""
 
-    def __init__(self, service: Service, retries: int = 2, backoff: float = 5.0) -> None:
+    def __init__(
+        self, service: Service, retries: int = 2, backoff: float = 5.0, timeout: float = 3600
+    ) -> None:
         self.service = service
-        self.runner = ThreadRunner(retries=retries, backoff=backoff)
+        self.runner = ThreadRunner(retries=retries, backoff=backoff, timeout=timeout)
         self._events: dict[int, int] = {}
 
-    def submit(self, kind: str, project: int) -> str:
+    def submit(self, kind: str, project: int) -> Submission:
         return self.runner.submit(f"{kind}:{project}", lambda: run_job(kind, project, self.service))
 
     def status(self) -> dict[str, Any]:
@@ -83,6 +86,11 @@ JOB_TIMEOUT = 3600
 STATE_TTL = JOB_TIMEOUT + 300
 
 
+def state_ttl(timeout: int | None) -> int:
+    """A job's state key outlives the longest run by this much at most."""
+    return int(timeout or JOB_TIMEOUT) + 300
+
+
 def _keys(key: str) -> list[str]:
     return [f"{PREFIX}:state:{key}", f"{PREFIX}:follow-up:{key}"]
 
@@ -96,6 +104,7 @@ class RedisQueue:
         retries: int = 2,
         backoff: float = 5.0,
         connection: Any = None,
+        timeout: int = JOB_TIMEOUT,
     ) -> None:
         from redis import Redis
         from rq import Queue
@@ -108,12 +117,13 @@ class RedisQueue:
         self.queue = Queue(QUEUE, connection=self.redis)
         self.retries = retries
         self.backoff = backoff
+        self.timeout = int(timeout)
 
-    def submit(self, kind: str, project: int) -> str:
+    def submit(self, kind: str, project: int) -> Submission:
         key = f"{kind}:{project}"
-        answer = self.redis.eval(_SUBMIT, 2, *_keys(key), STATE_TTL)
-        answer = answer.decode() if isinstance(answer, bytes) else answer
-        if answer == "queued":
+        answer = self.redis.eval(_SUBMIT, 2, *_keys(key), state_ttl(self.timeout))
+        answer = Submission(answer.decode() if isinstance(answer, bytes) else answer)
+        if answer is Submission.QUEUED:
             self._enqueue(kind, project)
         return answer
 
@@ -133,7 +143,7 @@ class RedisQueue:
             self.backoff,
             retry=retry,
             on_failure=Callback(on_job_failure),
-            job_timeout=JOB_TIMEOUT,
+            job_timeout=self.timeout,  # rq stops the job's process there
             result_ttl=86400,
             failure_ttl=86400,
         )
@@ -177,10 +187,11 @@ def run_in_worker(
     redis = job.connection
     key = f"{kind}:{project}"
     state = _keys(key)[0]
-    redis.set(state, "running", ex=STATE_TTL)
+    ttl = state_ttl(job.timeout)
+    redis.set(state, "running", ex=ttl)
     record = {
         "key": key,
-        "state": "running",
+        "state": JobState.RUNNING.value,
         "started": time.time(),
         "job": job.id,
         "attempt": retries - (job.retries_left or 0) + 1 if job.retries_left is not None else 1,
@@ -193,21 +204,21 @@ def run_in_worker(
         threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     try:
         record["result"] = run_job(kind, project, service or worker_service())
-        record["state"] = "finished"
+        record["state"] = JobState.FINISHED.value
     except Exception as exc:
         record["error"] = f"{exc.__class__.__name__}: {exc}"
         record["traceback"] = traceback.format_exc()[-4000:]
         if job.retries_left:
-            record["state"] = "failed, will be retried"
-            redis.set(state, "queued", ex=STATE_TTL)  # rq re-enqueues this job itself
+            record["state"] = JobState.RETRYING.value
+            redis.set(state, "queued", ex=ttl)  # rq re-enqueues this job itself
             raise
-        record["state"] = "failed"
+        record["state"] = JobState.FAILED.value
         raise
     finally:
         record["ended"] = time.time()
         redis.set(f"{PREFIX}:last:{key}", json.dumps(record, default=str))
-        if record["state"] in ("finished", "failed"):
-            _finish(redis, kind, project, retries, backoff)
+        if JobState(record["state"]).ended:
+            _finish(redis, kind, project, retries, backoff, job.timeout)
     return record["result"]
 
 
@@ -220,10 +231,15 @@ def _stop_when_orphaned(worker_pid: int) -> None:
     os._exit(1)
 
 
-def _finish(redis: Any, kind: str, project: int, retries: int, backoff: float) -> None:
+def _finish(
+    redis: Any, kind: str, project: int, retries: int, backoff: float, timeout: int | None
+) -> None:
     """Unblock the project, or queue its one follow-up when events came during the run."""
-    if redis.eval(_FINISH, 2, *_keys(f"{kind}:{project}"), STATE_TTL):
-        RedisQueue(connection=redis, retries=retries, backoff=backoff)._enqueue(kind, project)
+    if redis.eval(_FINISH, 2, *_keys(f"{kind}:{project}"), state_ttl(timeout)):
+        queue = RedisQueue(
+            connection=redis, retries=retries, backoff=backoff, timeout=timeout or JOB_TIMEOUT
+        )
+        queue._enqueue(kind, project)
 
 
 def on_job_failure(job: Any, connection: Any, exc_type: type, exc: Any, tb: Any) -> None:
@@ -245,19 +261,19 @@ def job_lost(job: Any, why: str) -> None:
     record = json.loads(raw) if raw else {"key": key, "job": job.id}
     record.update(ended=time.time(), error=f"worker lost: {why}")
     if job.retries_left:
-        record["state"] = "lost, will be retried"
-        redis.set(_keys(key)[0], "queued", ex=STATE_TTL)
+        record["state"] = JobState.LOST.value
+        redis.set(_keys(key)[0], "queued", ex=state_ttl(job.timeout))
     else:
-        record["state"] = "failed"
+        record["state"] = JobState.FAILED.value
     log.warning("job %s (%s) lost: %s; %s", job.id, key, why, record["state"])
     redis.set(f"{PREFIX}:last:{key}", json.dumps(record, default=str))
-    if record["state"] == "failed":
-        _finish(redis, kind, project, retries, backoff)
+    if record["state"] == JobState.FAILED:
+        _finish(redis, kind, project, retries, backoff, job.timeout)
 
 
 def make_queue(service: Service) -> JobQueue:
     """rq when REDIS_URL is set, else the embedded thread."""
     s = service.settings
     if s.redis_url:
-        return RedisQueue(s.redis_url, retries=s.job_retries)
-    return EmbeddedQueue(service, retries=s.job_retries)
+        return RedisQueue(s.redis_url, retries=s.job_retries, timeout=s.job_timeout)
+    return EmbeddedQueue(service, retries=s.job_retries, timeout=s.job_timeout)

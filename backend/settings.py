@@ -52,6 +52,7 @@ class Settings:
     promote: str = "if-better"  # always | if-better | never
     adapt_steps: int = 300
     job_retries: int = 2  # a failed job is retried this many times, with backoff
+    job_timeout: int = 3600  # seconds a job may run
     redis_url: str = ""  # set: jobs go to rq workers; unset: a thread of the backend runs them
     crack_label: str = ""  # the label that marks cracks (else: the only one, or "crack...")
     log_level: str = "INFO"
@@ -109,6 +110,9 @@ class Settings:
             raise ValueError(f"CRACKAL_PROMOTE must be always, if-better or never: {s.promote!r}")
         s.adapt_steps = int(e.get("CRACKAL_ADAPT_STEPS", s.adapt_steps))
         s.job_retries = int(e.get("CRACKAL_JOB_RETRIES", s.job_retries))
+        s.job_timeout = int(e.get("CRACKAL_JOB_TIMEOUT", s.job_timeout))
+        if s.job_timeout < 1:
+            raise ValueError(f"CRACKAL_JOB_TIMEOUT must be at least 1 s: {s.job_timeout}")
         s.redis_url = e.get("REDIS_URL", "")
         s.crack_label = e.get("CRACKAL_LABEL", "")
         s.log_level = e.get("LOG_LEVEL", s.log_level).upper()

@@ -87,8 +87,15 @@ def test_unresolvable_and_odd_urls_are_refused_with_a_reason():
     assert "invalid port" in refusal("http://example.com:99999/x", settings())
 
 
-def test_label_studios_own_host_and_allowed_hosts_pass():
-    assert refusal(f"{LS}/data/upload/1/a.jpg", settings()) is None
+def test_label_studios_own_origin_and_allowed_hosts_pass():
+    local = Settings(label_studio_url="http://127.0.0.1:8080")
+    assert refusal("http://127.0.0.1:8080/data/upload/1/a.jpg", local) is None
+    assert "private" in refusal("http://127.0.0.1:6379/", local)  # another port of its host
+    assert "private" in refusal("https://127.0.0.1:8080/x", local)  # another scheme
+    assert refusal("http://127.0.0.1:9000/b/k", settings(allowed_hosts=("127.0.0.1:9000",))) is None
+    assert "private" in refusal(
+        "http://127.0.0.1:9001/", settings(allowed_hosts=("127.0.0.1:9000",))
+    )
     assert refusal("http://10.1.2.3/x", settings(allowed_hosts=("10.0.0.0/8",))) is None
     assert refusal("http://localhost/x", settings(allowed_hosts=("localhost",))) is None
 
@@ -121,3 +128,13 @@ def test_a_drip_fed_download_ends_at_the_deadline(attacker):
     with pytest.raises(ImageFetchError, match=r"took longer than 1\.5 s"):
         fetch(f"{attacker}/drip", s)
     assert time.monotonic() - start < 1.5 + 5
+
+
+def test_a_fifo_under_the_local_files_root_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "image.jpg"
+    os.mkfifo(fifo)
+    s = settings(local_files_root=tmp_path)
+    with pytest.raises(ImageFetchError, match="not a regular file"):
+        fetch(str(fifo), s)

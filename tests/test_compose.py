@@ -55,7 +55,15 @@ def test_every_variable_is_one_the_code_reads_and_the_essentials_are_set():
         "CRACKAL_BASE_TRAIN",
     } <= set(env)
     assert compose()["services"]["worker"]["environment"] == env
-    assert env["REDIS_URL"].startswith("redis://redis:")
+    # Redis on the compose network only, with a password; the backend requires credentials
+    assert (
+        env["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")
+        and "@redis:6379" in env["REDIS_URL"]
+    )
+    redis = compose()["services"]["redis"]
+    assert "ports" not in redis and "--requirepass" in redis["command"]
+    assert {"BASIC_AUTH_USER", "BASIC_AUTH_PASS"} <= set(env)
+    assert compose()["services"]["backend"]["ports"] == ["127.0.0.1:9090:9090"]
 
 
 def test_label_studio_gets_the_settings_a_backend_needs():

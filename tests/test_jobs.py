@@ -2,6 +2,7 @@
 
 import threading
 
+from backend.job_state import JobState, Submission
 from backend.jobs import ThreadRunner
 
 
@@ -61,3 +62,30 @@ def test_failures_are_retried_with_backoff_then_reported():
     record = runner.status()["last"]["bad"]
     assert record["state"] == "failed" and record["attempt"] == 3
     assert record["error"] == "ValueError: bad label config"
+
+
+def test_a_job_that_never_ends_times_out_and_unblocks_its_key():
+    """E.g. a read that blocks for ever: the record says so and the key takes new work."""
+    runner = ThreadRunner(retries=0, timeout=0.5)
+    never = threading.Event()
+    assert runner.submit("rescore:4", lambda: never.wait(60)) == Submission.QUEUED
+    assert runner.wait_idle(10)
+    record = runner.status()["last"]["rescore:4"]
+    assert record["state"] == JobState.FAILED and "timed out after 0.5 s" in record["error"]
+    assert runner.submit("rescore:4", lambda: "next") == Submission.QUEUED
+    assert runner.wait_idle(10)
+    assert runner.status()["last"]["rescore:4"]["result"] == "next"
+    never.set()
+
+
+def test_a_failed_attempt_reports_its_retry():
+    runner = ThreadRunner(retries=1, backoff=30)
+    runner.submit("bad", lambda: 1 / 0)
+    deadline = threading.Event()
+    for _ in range(100):
+        record = runner.status()["last"]["bad"]
+        if record["state"] != JobState.QUEUED and record["state"] != JobState.RUNNING:
+            break
+        deadline.wait(0.05)
+    assert record["state"] == JobState.RETRYING and record["retry_in"] == 30
+    assert record["error"].startswith("ZeroDivisionError")

@@ -19,7 +19,7 @@ import requests
 
 from backend import local_servers as server
 from tests.availability import unavailable
-from tests.e2e.helpers import BACKEND_AUTH
+from tests.e2e.helpers import BACKEND_AUTH, S3_PORT
 from training.data import find_samples, load
 from training.fit import fit_version
 from training.registry import Registry
@@ -124,6 +124,7 @@ def backend_env(
         "CRACKAL_BASE_VAL": str(base_val),
         "CRACKAL_ADAPT_STEPS": "20",
         "CRACKAL_PROMOTE": "always",
+        "CRACKAL_ALLOWED_HOSTS": f"127.0.0.1:{S3_PORT}",
         "BASIC_AUTH_USER": BACKEND_AUTH[0],
         "BASIC_AUTH_PASS": BACKEND_AUTH[1],
         "PYTHONUNBUFFERED": "1",

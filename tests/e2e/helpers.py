@@ -11,6 +11,8 @@ import requests
 from label_studio_sdk.converter.brush import mask2rle
 from PIL import Image
 
+from backend.local_servers import free_port
+
 BRUSH_CONFIG = """<View>
   <Image name="image" value="$image" zoom="true"/>
   <BrushLabels name="tag" toName="image">
@@ -18,6 +20,10 @@ BRUSH_CONFIG = """<View>
   </BrushLabels>
 </View>"""
 
+
+# The S3-compatible server of the cloud storage tests: the one private address besides
+# Label Studio's own that the backends may fetch from (an operator's CRACKAL_ALLOWED_HOSTS).
+S3_PORT = free_port()
 
 # The backends of the suite run with basic auth, as deployed; BACKEND calls them with it.
 BACKEND_AUTH = ("crackal", secrets.token_urlsafe(16))

@@ -21,7 +21,7 @@ from PIL import Image
 
 from backend import local_servers as server
 
-from .helpers import BACKEND, connect, wait_for
+from .helpers import BACKEND, S3_PORT, connect, wait_for
 
 TWO_LABELS = """<View>
   <Image name="image" value="$image"/>
@@ -40,7 +40,7 @@ def s3(tmp_path_factory, crack_data):
     import boto3
 
     work = tmp_path_factory.mktemp("s3")
-    port = server.free_port()
+    port = S3_PORT
     url = f"http://127.0.0.1:{port}"
     moto = Path(sys.executable).parent / "moto_server"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
