@@ -163,8 +163,8 @@ class RedisQueue:
             events[name.decode().rsplit(":", 1)[1]] = int(self.redis.get(name) or 0)
         return {
             "backend": "rq",
-            "queued": sorted(k for k, v in states.items() if v == "queued"),
-            "running": sorted(k for k, v in states.items() if v == "running"),
+            "queued": sorted(k for k, v in states.items() if v == JobState.QUEUED),
+            "running": sorted(k for k, v in states.items() if v == JobState.RUNNING),
             "queue_length": len(self.queue),
             "last": last,
             "label_changes": events,
@@ -210,7 +210,7 @@ def run_in_worker(
         record["traceback"] = traceback.format_exc()[-4000:]
         if job.retries_left:
             record["state"] = JobState.RETRYING.value
-            redis.set(state, "queued", ex=ttl)  # rq re-enqueues this job itself
+            redis.set(state, JobState.QUEUED.value, ex=ttl)  # rq re-enqueues this job itself
             raise
         record["state"] = JobState.FAILED.value
         raise
@@ -262,7 +262,7 @@ def job_lost(job: Any, why: str) -> None:
     record.update(ended=time.time(), error=f"worker lost: {why}")
     if job.retries_left:
         record["state"] = JobState.LOST.value
-        redis.set(_keys(key)[0], "queued", ex=state_ttl(job.timeout))
+        redis.set(_keys(key)[0], JobState.QUEUED.value, ex=state_ttl(job.timeout))
     else:
         record["state"] = JobState.FAILED.value
     log.warning("job %s (%s) lost: %s; %s", job.id, key, why, record["state"])
