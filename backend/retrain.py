@@ -21,6 +21,7 @@ from PIL import Image
 
 from backend.annotations import is_labelled, latest_annotation
 from backend.brush import annotation_mask
+from backend.edit_records import EditLog, EditRecord, make_record, starting_prediction
 from backend.service import Service
 from backend.task_image import TaskImageError
 from selection.atomic import atomic_write
@@ -41,7 +42,8 @@ def labels_folder(service: Service, project_id: int) -> Path:
 def export_labels(service: Service, project_id: int) -> tuple[Path, list[int], dict[int, str]]:
     """Write every labelled task's image and mask (latest annotation) as a dataset folder,
     streaming the project's tasks; returns the folder, the task ids in it and, per task
-    whose label could not be used, the reason (each such task is skipped alone).
+    whose label could not be used, the reason (each such task is skipped alone). Each new
+    annotation revision that started from a crackal prediction also gets its edit record.
 
     A brush mask whose size differs from the image's is skipped, not resized: it was drawn
     on another image (e.g. one replaced since), and a stretched mask would teach wrong
@@ -54,6 +56,9 @@ def export_labels(service: Service, project_id: int) -> tuple[Path, list[int], d
     (fresh / "masks").mkdir()
     exported: list[int] = []
     skipped: dict[int, str] = {}
+    edits = EditLog(service.settings.registry, project_id)
+    recorded, new_edits = edits.keys(), []
+    ours = set(service.holder.registry.versions())
     for task in service.client.tasks(project_id):
         if not is_labelled(task) or not isinstance(task.get("id"), int):
             continue
@@ -61,7 +66,11 @@ def export_labels(service: Service, project_id: int) -> tuple[Path, list[int], d
         try:
             data = service.fetch_image(task, target)
             shape = decode_rgb(data, f"task {tid}").shape[:2]
-            mask = annotation_mask(latest_annotation(task).get("result"), target, shape)
+            annotation = latest_annotation(task)
+            mask = annotation_mask(annotation.get("result"), target, shape)
+            record = _edit_record(task, annotation, mask, target, ours, recorded)
+            if record is not None:
+                new_edits.append(record)
             _write_image(fresh / "images" / f"task-{tid}", data)
             with atomic_write(fresh / "masks" / f"task-{tid}.png") as fh:
                 Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(fh, "PNG")
@@ -77,7 +86,32 @@ def export_labels(service: Service, project_id: int) -> tuple[Path, list[int], d
             stale.unlink()
     shutil.rmtree(folder, ignore_errors=True)
     fresh.rename(folder)
+    edits.append(new_edits)
     return folder, exported, skipped
+
+
+def _edit_record(
+    task: dict[str, Any],
+    annotation: dict[str, Any],
+    label: np.ndarray,
+    target: Any,
+    ours: set[str],
+    recorded: set[tuple[int, str]],
+) -> EditRecord | None:
+    """The edit record of this annotation revision, when it is new and started from one of
+    our predictions whose mask can be read (else None: a record never costs a label)."""
+    prediction = starting_prediction(task, annotation, ours)
+    if prediction is None or not isinstance(annotation.get("id"), int):
+        return None
+    updated = str(annotation.get("updated_at") or annotation.get("created_at") or "")
+    if (annotation["id"], updated) in recorded:
+        return None
+    try:
+        predicted = annotation_mask(prediction.get("result"), target, label.shape)
+    except Exception as exc:  # the prediction's mask is unreadable: no record
+        log.warning("task %s: no edit record: %s", task.get("id"), exc)
+        return None
+    return make_record(task["id"], annotation, prediction, predicted, label)
 
 
 def _write_image(stem: Path, data: bytes) -> None:

@@ -20,6 +20,7 @@ from label_studio_sdk.converter.brush import decode_rle, mask2rle
 from PIL import Image
 
 from backend import local_servers as server
+from backend.edit_records import EditLog
 
 from .helpers import BACKEND, S3_PORT, connect, wait_for
 
@@ -186,3 +187,8 @@ def test_train_route_retrains_on_crack_strokes_only(label_studio, backend, proje
     assert np.array_equal(written, truth)  # the spalling square is not in the crack mask
     stored = Image.open(io.BytesIO(next((folder / "images").iterdir()).read_bytes()))
     assert stored.size == Image.open(source).size
+    # the label is also a test of the version that pre-annotated the task
+    edits = EditLog(Path(backend["env"]["CRACKAL_REGISTRY"]), project["id"]).read()
+    (record,) = [r for r in edits if r.task == task["id"]]
+    assert record.model_version == project["version"] and 0.0 <= record.pixel_f <= 1.0
+    assert record.tolerant_f >= record.pixel_f and record.label_pixels == int(truth.sum())
