@@ -20,10 +20,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    user, password = os.environ.get("BASIC_AUTH_USER"), os.environ.get("BASIC_AUTH_PASS")
+    auth = (user, password) if user and password else None
     try:
-        health = requests.get(f"{args.url.rstrip('/')}/health", timeout=10).json()
+        health = requests.get(f"{args.url.rstrip('/')}/health", timeout=10, auth=auth).json()
     except (requests.RequestException, ValueError) as exc:
         raise ValueError(f"no backend answering at {args.url} ({exc.__class__.__name__})") from None
+    if "jobs" not in health:
+        raise ValueError(
+            f"the backend at {args.url} is up but shows details only with its credentials: "
+            "set BASIC_AUTH_USER and BASIC_AUTH_PASS"
+        )
     jobs = health.get("jobs", {})
     print(f"model version: {health.get('model_version')}")
     val = (health.get("metrics") or {}).get("val") or {}

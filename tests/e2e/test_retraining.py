@@ -201,6 +201,7 @@ def test_killed_workers_leave_the_old_version_serving_and_the_job_is_retried_to_
         capture_output=True,
         text=True,
         check=True,
+        env=rq_backend["env"],  # BASIC_AUTH_USER / BASIC_AUTH_PASS
         cwd=Path(__file__).resolve().parents[2],
     ).stdout
     assert f"model version: {new}" in status
@@ -238,7 +239,7 @@ def test_a_webhook_storm_is_answered_fast_with_bounded_queue_growth(rq_backend):
     url, redis = rq_backend["url"], Redis.from_url(rq_backend["redis"].url)
     missing = 987654  # a project Label Studio does not have: its one job fails, visibly
     keys_before = redis.dbsize()
-    http, slowest, answers = requests.Session(), 0.0, []
+    http, slowest, answers = BACKEND, 0.0, []
     for i in range(200):
         start = time.monotonic()
         resp = http.post(
