@@ -18,6 +18,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import BadRequest
 
 from backend.label_config import LabelConfigError, parse_brush_target
+from backend.project_options import ProjectOptions, save_options
 from backend.queues import JobQueue, make_queue
 from backend.service import Service, project_id_of
 from backend.settings import Settings
@@ -114,9 +115,13 @@ def create_app(
     def setup():
         body = _json()
         try:
-            parse_brush_target(body.get("schema") or "", settings.crack_label or None)
-        except LabelConfigError as exc:
+            options = ProjectOptions.parse(body.get("extra_params"))
+            label = options.crack_label or settings.crack_label
+            parse_brush_target(body.get("schema") or "", label or None)
+        except (LabelConfigError, ValueError) as exc:
             return jsonify(error=str(exc)), 400
+        if body.get("project") is not None:
+            save_options(settings.registry, project_id_of(body["project"]), options)
         version = registry.current()
         if version is None:
             return jsonify(

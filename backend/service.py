@@ -29,6 +29,7 @@ from backend.label_studio import LabelStudio, LabelStudioError
 from backend.mask_cache import MaskCache
 from backend.model_holder import ModelHolder, Serving
 from backend.pool_store import PoolStore
+from backend.project_options import load_options
 from backend.settings import Settings
 from backend.task_image import TaskImageError, fetch_task_image, image_url
 from selection.distance_fit import DistanceFit
@@ -102,9 +103,18 @@ class Service:
         self.client = client or LabelStudio(settings)
         self.session = session or requests.Session()
 
+    def project_settings(self, project: Any) -> Settings:
+        """The settings with the project's own options (its Label Studio extra params)."""
+        try:
+            project_id = project_id_of(project)
+        except ValueError:
+            return self.settings
+        return load_options(self.settings.registry, project_id).applied(self.settings)
+
     def target(self, project_id: int) -> BrushTarget:
         config = self.client.project(project_id)["label_config"]
-        return parse_brush_target(config, self.settings.crack_label or None)
+        label = self.project_settings(project_id).crack_label
+        return parse_brush_target(config, label or None)
 
     def masks(self, serving: Serving) -> MaskCache:
         model = serving.model
@@ -258,7 +268,9 @@ class Service:
         for tid, reason in errors.items():
             log.warning("project %s task %s: %s", project_id, tid, reason)
 
-        scores = self._fit_and_score(serving, store, features, labelled, errors)
+        scores = self._fit_and_score(
+            serving, store, features, labelled, errors, self.project_settings(project_id)
+        )
         imported = 0
         replaced: list[int] = []  # older crackal predictions of tasks that got a new one
         batch: list[dict[str, Any]] = []
@@ -328,9 +340,10 @@ class Service:
         features: dict[int, np.ndarray],
         labelled: set[int],
         errors: dict[int, str],
+        settings: Settings,
     ) -> dict[int, float]:
         """Fit on P u S, store the fit, and return each unlabelled task's score: 1 - scaled
-        I_dist, or its rank in the order of CRACKAL_STRATEGY (see selection/queue_order)."""
+        I_dist, or its rank in the order of the project's strategy (selection/queue_order)."""
         p_rows = [features[t] for t in features if t in labelled]
         s_ids = [t for t in features if t not in labelled]
         primary = _stack(serving.base_features, p_rows)
@@ -343,12 +356,12 @@ class Service:
         fit, i_dist = DistanceFit.fit(primary, pool, self.settings.components)
         store.save_fit(serving.fit_key, fit)
         scores = queue_scores(
-            self.settings.strategy,
+            settings.strategy,
             primary,
             pool,
             fit.scaled_at_fit(i_dist),
-            self.settings.band,
-            self.settings.components,
+            settings.band,
+            settings.components,
             seed=zlib.crc32(f"{store.folder.name}:{serving.version}".encode()),
         )
         return {t: float(x) for t, x in zip(s_ids, scores, strict=True)}
@@ -366,7 +379,8 @@ class Service:
     ) -> list[list[dict[str, Any]]]:
         """One list per task: its prediction, or empty with the reason logged. Scores use
         the project's stored fit; without one, the tasks of this call are the pool."""
-        target = parse_brush_target(label_config, self.settings.crack_label or None)
+        label = self.project_settings(project).crack_label if project is not None else ""
+        target = parse_brush_target(label_config, (label or self.settings.crack_label) or None)
         serving = self.holder.current()
         errors: dict[int, str] = {}
         batch = []

@@ -369,3 +369,29 @@ def test_hostile_task_urls_cost_only_their_own_task(client, images):
     ]
     got = [bool(r) for r in predict(client, tasks, project=9)]
     assert got == [False, False, True, False, False, True]
+
+
+def test_extra_params_of_the_project_override_label_and_order(client, images):
+    """Label Studio's model "Extra params" arrive with /setup and hold for that project."""
+    params = {"crack_label": "Background", "strategy": "band-kcenter", "band": [0.5, 1]}
+    resp = client.post("/setup", json={"schema": CONFIG, "project": "51.1", "extra_params": params})
+    assert resp.status_code == 200
+    service = client.application.config["crackal.service"]
+    s = service.project_settings(51)
+    assert (s.crack_label, s.strategy.value, s.band) == ("Background", "band-kcenter", (0.5, 1.0))
+    assert service.project_settings(52).crack_label == ""  # other projects keep the defaults
+    tasks = [{"id": 1, "data": {"photo": data_url(images[0])}}]
+    ((pred,),) = predict(client, tasks, project=51)
+    assert pred["result"][0]["value"]["brushlabels"] == ["Background"]
+    for bad, message in (
+        ({"threshold": 0.3}, "unknown extra params"),
+        ({"strategy": "uncertainty"}, "strategy must be one of"),
+        ({"band": [0.9, 0.1]}, "band must be"),
+        ({"crack_label": "Rust"}, "not a label"),
+        ("text", "JSON object"),
+    ):
+        resp = client.post("/setup", json={"schema": CONFIG, "project": 51, "extra_params": bad})
+        assert resp.status_code == 400 and message in resp.get_json()["error"], bad
+    assert service.project_settings(51).crack_label == "Background"  # a refusal changes nothing
+    client.post("/setup", json={"schema": CONFIG, "project": 51})  # the params were removed
+    assert service.project_settings(51).crack_label == ""
