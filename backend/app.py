@@ -87,6 +87,10 @@ def create_app(
             )
         return None
 
+    @app.errorhandler(BadProjectError)
+    def bad_project(exc: BadProjectError):
+        return jsonify(error=str(exc)), 400
+
     @app.errorhandler(Exception)
     def failed(exc: Exception):
         code = getattr(exc, "code", 500)
@@ -121,14 +125,14 @@ def create_app(
         except (LabelConfigError, ValueError) as exc:
             return jsonify(error=str(exc)), 400
         if body.get("project") is not None:
-            save_options(settings.registry, project_id_of(body["project"]), options)
+            save_options(settings.registry, _project(body["project"]), options)
         version = registry.current()
         if version is None:
             return jsonify(
                 error=f"no model in registry {settings.registry}: train one first (crackal train)"
             ), 503
         if body.get("project") is not None:
-            project = project_id_of(body["project"])
+            project = _project(body["project"])
             if project not in authorised and service.try_authorise_webhooks(project):
                 authorised.add(project)  # the webhook appears after the first /setup
             if scored.get(project) != version:
@@ -171,7 +175,7 @@ def create_app(
             return jsonify(error="webhook without 'action'"), 400
         if body.get("project") is None:
             return jsonify(action=action, status="ignored: no project")
-        project = project_id_of(body["project"])
+        project = _project(body["project"])
         if action == "START_TRAINING":
             return jsonify(action=action, status=retrain(project))
         if action in LABEL_EVENTS:
@@ -196,10 +200,21 @@ def create_app(
         body = _json()
         if body.get("project") is None:
             return jsonify(error="'project' is required"), 400
-        project = project_id_of(body["project"])
+        project = _project(body["project"])
         return jsonify(project=project, status=retrain(project))
 
     return app
+
+
+class BadProjectError(ValueError):
+    """A request naming a project that is not a Label Studio project id."""
+
+
+def _project(value: Any) -> int:
+    try:
+        return project_id_of(value)
+    except ValueError as exc:
+        raise BadProjectError(str(exc)) from None
 
 
 def _json() -> dict[str, Any]:

@@ -395,3 +395,25 @@ def test_extra_params_of_the_project_override_label_and_order(client, images):
     assert service.project_settings(51).crack_label == "Background"  # a refusal changes nothing
     client.post("/setup", json={"schema": CONFIG, "project": 51})  # the params were removed
     assert service.project_settings(51).crack_label == ""
+
+
+def test_train_route_and_bad_project_ids(client):
+    assert client.post("/train", json={}).status_code == 400
+    for bad in ("abc", {"id": None}, True, [1]):
+        for path, body in (
+            ("/train", {"project": bad}),
+            ("/webhook", {"action": "START_TRAINING", "project": bad}),
+            ("/setup", {"schema": CONFIG, "project": bad}),
+        ):
+            resp = client.post(path, json=body)
+            assert resp.status_code == 400 and "not a project id" in resp.get_json()["error"]
+    resp = client.post("/train", json={"project": {"id": 77}})
+    assert resp.get_json() == {"project": 77, "status": "queued"}
+
+
+def test_a_cloud_uri_without_a_task_id_is_refused_alone(settings):
+    from backend.image_source import ImageFetchError, fetch_image_bytes
+    from backend.label_studio import LabelStudio
+
+    with pytest.raises(ImageFetchError, match="needs the task id"):
+        fetch_image_bytes("s3://bucket/a.jpg", settings, None, LabelStudio(settings), None)

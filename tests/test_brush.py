@@ -115,3 +115,15 @@ def test_with_two_labels_only_crack_strokes_make_the_mask(real_mask):
     assert np.array_equal(annotation_mask(results, TWO_LABELS, real_mask.shape), real_mask)
     unlabelled = split(other, "Crack", "c")[0]
     assert not annotation_mask([unlabelled], TWO_LABELS, real_mask.shape).any()
+
+
+@pytest.mark.parametrize(
+    "labels_value",
+    [None, "Crack", {"labels": "Crack"}, {"labels": None}, {"labels": [None, 3]}],
+)
+def test_a_malformed_labels_sibling_makes_no_crack_and_no_crash(real_mask, labels_value):
+    brush = {**rle_result(mask_rle(real_mask), real_mask.shape, TWO_LABELS), "id": "x"}
+    brush.update(from_name="brush", type="brush")
+    brush["value"] = {"format": "rle", "rle": brush["value"]["rle"]}
+    sibling = {"id": "x", "from_name": "kind", "type": "labels", "value": labels_value}
+    assert not annotation_mask([brush, sibling], TWO_LABELS, real_mask.shape).any()
