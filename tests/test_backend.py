@@ -417,3 +417,13 @@ def test_a_cloud_uri_without_a_task_id_is_refused_alone(settings):
 
     with pytest.raises(ImageFetchError, match="needs the task id"):
         fetch_image_bytes("s3://bucket/a.jpg", settings, None, LabelStudio(settings), None)
+
+
+def test_a_broken_options_file_falls_back_to_the_defaults(settings, tmp_path):
+    from backend.project_options import load_options, options_path
+
+    for content in ("{not json", '{"strategy": "nonsense"}', "[1, 2]", ""):
+        path = options_path(tmp_path, 3)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        assert load_options(tmp_path, 3).applied(settings) == settings, content
