@@ -20,6 +20,17 @@ from backend.settings import Settings
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host in lower case, port with the scheme's default filled in)."""
+    parsed = urlparse(url)
+    default = {"http": 80, "https": 443}.get(parsed.scheme)
+    try:
+        port = parsed.port or default
+    except ValueError:
+        port = None
+    return parsed.scheme, (parsed.hostname or "").rstrip(".").lower(), port
+
+
 def allowed_networks(entries: tuple[str, ...]) -> list[Network]:
     """The entries of CRACKAL_ALLOWED_HOSTS that are IP addresses or networks."""
     networks = []
@@ -42,11 +53,8 @@ def refusal(url: str, settings: Settings) -> str | None:
         return "URL has an invalid port"
     if not host:
         return "URL has no host"
-    host = host.rstrip(".").lower()
-    port = port or (443 if parsed.scheme == "https" else 80)
-    own = urlparse(settings.label_studio_url)
-    own_port = own.port or (443 if own.scheme == "https" else 80)
-    if (parsed.scheme, host, port) == (own.scheme, (own.hostname or "").lower(), own_port):
+    scheme, host, port = origin(url)
+    if (scheme, host, port) == origin(settings.label_studio_url):
         return None
     if host in settings.allowed_hosts or f"{host}:{port}" in settings.allowed_hosts:
         return None

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import requests
 
-from backend.address_guard import refusal
+from backend.address_guard import origin, refusal
 from backend.label_studio import CLOUD_SCHEMES, LabelStudio
 from backend.settings import Settings
 
@@ -83,13 +83,8 @@ def _data_url(url: str, limit: int) -> bytes:
 def own_route(url: str, settings: Settings) -> bool:
     """True when `url` is on Label Studio's own origin and its path has no dot segments
     (`/data/../api/users` would reach the API with our credentials)."""
-    target, own = urlparse(url), urlparse(settings.label_studio_url)
-    same_origin = (target.scheme, target.hostname, target.port) == (
-        own.scheme,
-        own.hostname,
-        own.port,
-    )
-    segments = unquote(target.path).replace("\\", "/").split("/")
+    same_origin = origin(url) == origin(settings.label_studio_url)
+    segments = unquote(urlparse(url).path).replace("\\", "/").split("/")
     return same_origin and not any(seg in (".", "..") for seg in segments)
 
 

@@ -379,8 +379,8 @@ class Service:
     ) -> list[list[dict[str, Any]]]:
         """One list per task: its prediction, or empty with the reason logged. Scores use
         the project's stored fit; without one, the tasks of this call are the pool."""
-        label = self.project_settings(project).crack_label if project is not None else ""
-        target = parse_brush_target(label_config, (label or self.settings.crack_label) or None)
+        label = self.project_settings(project).crack_label  # the defaults without a project
+        target = parse_brush_target(label_config, label or None)
         serving = self.holder.current()
         errors: dict[int, str] = {}
         batch = []
