@@ -4,9 +4,10 @@ addresses). Allowed: Label Studio's own origin (scheme, host and port: other por
 host are not), entries of CRACKAL_ALLOWED_HOSTS (a host name, `host:port`, an address or a
 network), and hosts whose every address is public. Every redirect hop is checked again.
 
-The check resolves the name itself, so a name whose DNS answer changes between the check
-and the connection (DNS rebinding) is not covered; CRACKAL_ALLOWED_HOSTS plus a resolver
-that refuses private answers is the defence for that.
+`refusal` checks a URL before its request, for a clear reason; the connection itself
+(backend/guarded_connection.py) resolves the name once more, applies the same rule to that
+answer with `connect_refusal`, and connects only to the addresses it checked, so a DNS
+answer that changes between the two (DNS rebinding) cannot reach a private address.
 """
 
 from __future__ import annotations
@@ -42,6 +43,38 @@ def allowed_networks(entries: tuple[str, ...]) -> list[Network]:
     return networks
 
 
+def name_allowed(scheme: str, host: str, port: int | None, settings: Settings) -> bool:
+    """True when the origin is Label Studio's own or CRACKAL_ALLOWED_HOSTS names `host` or
+    `host:port`: then any address the name resolves to may be connected to."""
+    host = host.strip("[]").rstrip(".").lower()
+    if (scheme, host, port) == origin(settings.label_studio_url):
+        return True
+    return host in settings.allowed_hosts or f"{host}:{port}" in settings.allowed_hosts
+
+
+def address_refusal(host: str, address: str, settings: Settings) -> str | None:
+    """Why `host`, resolved to `address`, may not be connected to, or None when it may: the
+    address is public or inside a network of CRACKAL_ALLOWED_HOSTS."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if any(ip in net for net in allowed_networks(settings.allowed_hosts)):
+        return None
+    if not ip.is_global or ip.is_multicast:
+        return (
+            f"host {host!r} is at {ip}, a private or reserved address "
+            "(CRACKAL_ALLOWED_HOSTS allows it)"
+        )
+    return None
+
+
+def connect_refusal(
+    scheme: str, host: str, port: int | None, address: str, settings: Settings
+) -> str | None:
+    """Why a connection to `address`, resolved for `scheme://host:port`, is refused, or None."""
+    if name_allowed(scheme, host, port, settings):
+        return None
+    return address_refusal(host.strip("[]").rstrip(".").lower(), address, settings)
+
+
 def refusal(url: str, settings: Settings) -> str | None:
     """Why `url` may not be fetched, or None when it may."""
     parsed = urlparse(url)
@@ -54,22 +87,14 @@ def refusal(url: str, settings: Settings) -> str | None:
     if not host:
         return "URL has no host"
     scheme, host, port = origin(url)
-    if (scheme, host, port) == origin(settings.label_studio_url):
+    if name_allowed(scheme, host, port, settings):
         return None
-    if host in settings.allowed_hosts or f"{host}:{port}" in settings.allowed_hosts:
-        return None
-    networks = allowed_networks(settings.allowed_hosts)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
         return f"cannot resolve host {host!r}"
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if any(address in net for net in networks):
-            continue
-        if not address.is_global or address.is_multicast:
-            return (
-                f"host {host!r} is at {address}, a private or reserved address "
-                "(CRACKAL_ALLOWED_HOSTS allows it)"
-            )
+        reason = address_refusal(host, str(info[4][0]), settings)
+        if reason:
+            return reason
     return None

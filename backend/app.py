@@ -1,7 +1,11 @@
 """The Label Studio ML backend HTTP API: /health, /setup, /predict, /webhook, /train.
 
 Label Studio calls /setup often and expects an answer within seconds, and gives webhooks
-one second: both only read small files and enqueue work. Every handler turns bad input
+one second: both only read small files and enqueue work. Labels below the retrain
+threshold train once no label came for CRACKAL_IDLE_DELAY seconds (a ticker thread takes
+due projects); at start and at a project's first /setup in this process a reconcile job
+trains on labels that arrived while no webhook could be queued (it does nothing when no
+label changed since the last retrain). Every handler turns bad input
 into a 4xx JSON error and any failure into a 5xx JSON error; the server keeps running.
 
 Every route needs HTTP basic auth (BASIC_AUTH_USER / BASIC_AUTH_PASS) unless the backend
@@ -12,13 +16,17 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
+import time
 from typing import Any
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import BadRequest
 
 from backend.label_config import LabelConfigError, parse_brush_target
+from backend.prediction_label import version_label
 from backend.project_options import ProjectOptions, save_options
+from backend.project_view import all_projects, known_projects
 from backend.queues import JobQueue, make_queue
 from backend.service import Service, project_id_of
 from backend.settings import Settings
@@ -47,18 +55,43 @@ def create_app(
     registry = Registry(settings.registry)
     scored: dict[int, str] = {}  # project -> model version a scoring was last queued for
     authorised: set[int] = set()  # projects whose webhook carries our credentials
+    reconciled: set[int] = set()  # projects whose labels were checked by this process
     app = Flask("crackal")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["crackal.queue"] = queue
     app.config["crackal.service"] = service
 
     def rescore(project: int) -> str:
-        scored[project] = registry.current() or ""
+        scored[project] = registry.current(project) or ""
         return queue.submit("rescore", project)
 
     def retrain(project: int) -> str:
         queue.reset_label_events(project)
         return queue.submit("retrain", project)
+
+    def reconcile(project: int) -> None:
+        """Queue a job that trains on any label no retrain has seen (once per process)."""
+        if project in reconciled:
+            return
+        try:
+            queue.submit("reconcile", project)
+            reconciled.add(project)
+        except Exception as exc:  # Redis down: the next /setup or restart tries again
+            log.error("project %s: reconciliation not queued: %s", project, exc)
+
+    def train_idle_projects() -> None:
+        while True:
+            time.sleep(min(5.0, settings.idle_delay / 4))
+            try:
+                for project in queue.take_idle(time.time()):
+                    log.info("project %s: labels idle: retraining", project)
+                    retrain(project)
+            except Exception as exc:  # Redis down: try again at the next tick
+                log.error("idle training not queued: %s", exc)
+
+    threading.Thread(target=train_idle_projects, name="crackal-idle", daemon=True).start()
+    for known in known_projects(registry):
+        reconcile(known)
 
     def authenticated() -> bool:
         if not settings.basic_auth_user:
@@ -112,7 +145,13 @@ def create_app(
         except Exception as exc:  # the queue (Redis) is down: say so, stay up
             jobs = {"error": f"job queue unavailable: {exc.__class__.__name__}: {exc}"}
         return jsonify(
-            status="UP", model_class="crackal", model_version=current, metrics=metrics, jobs=jobs
+            status="UP",
+            model_class="crackal",
+            model_version=current,
+            metrics=metrics,
+            jobs=jobs,
+            projects=all_projects(settings.registry),
+            damaged=service.holder.problems(),
         )
 
     @app.post("/setup")
@@ -124,15 +163,15 @@ def create_app(
             parse_brush_target(body.get("schema") or "", label or None)
         except (LabelConfigError, ValueError) as exc:
             return jsonify(error=str(exc)), 400
-        if body.get("project") is not None:
-            save_options(settings.registry, _project(body["project"]), options)
-        version = registry.current()
+        project = _project(body["project"]) if body.get("project") is not None else None
+        if project is not None:
+            save_options(settings.registry, project, options)
+        version = registry.current(project)
         if version is None:
             return jsonify(
                 error=f"no model in registry {settings.registry}: train one first (crackal train)"
             ), 503
-        if body.get("project") is not None:
-            project = _project(body["project"])
+        if project is not None:
             if project not in authorised and service.try_authorise_webhooks(project):
                 authorised.add(project)  # the webhook appears after the first /setup
             if scored.get(project) != version:
@@ -141,7 +180,8 @@ def create_app(
                 except Exception as exc:  # Redis down: connect anyway, score later
                     scored.pop(project, None)
                     log.error("project %s: scoring not queued: %s", project, exc)
-        return jsonify(model_version=version)
+            reconcile(project)
+        return jsonify(model_version=version_label(version))
 
     @app.post("/predict")
     def predict():
@@ -184,11 +224,13 @@ def create_app(
             changes = queue.count_label_event(project)
             if changes >= settings.retrain_threshold:
                 return jsonify(action=action, status=retrain(project))
+            queue.train_when_idle(project, time.time() + settings.idle_delay)
             return jsonify(
                 action=action,
                 status="counted",
                 label_changes=changes,
                 threshold=settings.retrain_threshold,
+                train_when_idle_for=settings.idle_delay,
             )
         if action in RESCORE_EVENTS:
             return jsonify(action=action, status=rescore(project))

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.prediction_label import labelled_version
 from training.metrics import image_counts, scores
 
 TOLERANCE = 2.0  # pixels, as DeepCrack's tolerant F
@@ -42,16 +43,14 @@ class EditRecord:
         return self.annotation, self.updated_at
 
 
-def starting_prediction(
-    task: dict[str, Any], annotation: dict[str, Any], ours: set[str]
-) -> dict[str, Any] | None:
+def starting_prediction(task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any] | None:
     """The crackal prediction the annotator started from: the annotation's
     `parent_prediction` when it is one of ours, else the newest of ours created before the
     annotation (None when crackal had not pre-annotated the task)."""
     predictions = [
         p
         for p in task.get("predictions") or []
-        if isinstance(p, dict) and p.get("model_version") in ours
+        if isinstance(p, dict) and labelled_version(p.get("model_version")) is not None
     ]
     parent = annotation.get("parent_prediction")
     for p in predictions:
@@ -81,7 +80,7 @@ def make_record(
         task=task_id,
         annotation=int(annotation["id"]),
         updated_at=str(annotation.get("updated_at") or annotation.get("created_at") or ""),
-        model_version=str(prediction.get("model_version")),
+        model_version=labelled_version(prediction.get("model_version")) or "",
         prediction=prediction.get("id") if isinstance(prediction.get("id"), int) else None,
         prediction_score=float(score) if isinstance(score, int | float) else None,
         pixel_f=mask_f(predicted, label),

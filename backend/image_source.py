@@ -7,7 +7,9 @@
   route for the task, which redirects to a presigned URL or proxies the bytes;
 - http(s) URLs: credentials go only to Label Studio's own origin (scheme, host and port)
   and only for paths without dot segments; other hosts get none; private addresses are
-  refused unless allowed (backend/address_guard.py), at every redirect hop;
+  refused unless allowed (backend/address_guard.py), at every redirect hop, and the
+  connection goes to the address that was checked (backend/guarded_connection.py), never
+  through a proxy;
 - `data:` URLs (base64);
 - local paths, only inside CRACKAL_LOCAL_FILES_ROOT.
 Anything else is refused with a clear reason.
@@ -25,6 +27,7 @@ from urllib.parse import unquote, urljoin, urlparse
 import requests
 
 from backend.address_guard import origin, refusal
+from backend.guarded_connection import guard_session, is_guarded, refusal_of
 from backend.label_studio import CLOUD_SCHEMES, LabelStudio
 from backend.settings import Settings
 
@@ -95,12 +98,16 @@ def _download(
     url: str, settings: Settings, session: requests.Session, headers: dict[str, str]
 ) -> bytes:
     """GET `url` following at most MAX_REDIRECTS redirects, each hop checked by the address
-    guard; credentials stay only while the hop is one of Label Studio's own routes; the
-    whole download must end within CRACKAL_FETCH_DEADLINE."""
+    guard and connected through its adapter (mounted on `session`); credentials stay only
+    while the hop is one of Label Studio's own routes; the whole download must end within
+    CRACKAL_FETCH_DEADLINE."""
     start = time.monotonic()
+    guard_session(session, settings)
     try:
         for _ in range(MAX_REDIRECTS + 1):
             reason = refusal(url, settings)
+            if not reason and not is_guarded(session, url):
+                reason = "the session sends it through an adapter of its own"
             if reason:
                 raise ImageFetchError(f"refused {url[:80]}: {reason}")
             with session.get(
@@ -118,6 +125,9 @@ def _download(
                 return _body(resp, url, settings, headers, start)
         raise ImageFetchError(f"more than {MAX_REDIRECTS} redirects from {url[:80]}")
     except requests.RequestException as exc:
+        reason = refusal_of(exc)
+        if reason:
+            raise ImageFetchError(f"refused {url[:80]}: {reason}") from None
         raise ImageFetchError(f"cannot download {url[:80]}: {exc.__class__.__name__}") from None
 
 

@@ -1,12 +1,15 @@
-"""The one holder of what serving needs from the registry: the current version, its
-feature extractor and the base training set's features (P), reloaded when `CURRENT`
-changes and shared by `/predict` and the jobs of one process."""
+"""The one holder of what serving needs from the registry: a project's current version,
+its feature extractor and the base training set's features (P), reloaded when the
+project's line changes and shared by `/predict` and the jobs of one process. A few
+versions stay loaded (projects on different lines); a damaged version is replaced by the
+registry's fallback, and the problem is kept for /health."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +33,7 @@ class Serving:
     extractor: FeatureExtractor
     cache: FeatureCache
     base_features: np.ndarray  # (n, q); (0, 0) without CRACKAL_BASE_TRAIN
+    problem: str | None = None  # set when this is a fallback for a damaged version
 
     @property
     def version(self) -> str:
@@ -43,28 +47,39 @@ class Serving:
 
 
 class ModelHolder:
+    LOADED = 3  # versions kept loaded at once
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry(settings.registry)
         self._lock = threading.Lock()
-        self._serving: Serving | None = None
+        self._serving: OrderedDict[str, Serving] = OrderedDict()  # by the version wanted
 
     @property
     def loaded(self) -> bool:
-        return self._serving is not None
+        return bool(self._serving)
 
-    def current(self) -> Serving:
-        """The registry's current version (loaded on first use and when CURRENT changes)."""
-        name = self.registry.resolve("current")
+    def problems(self) -> dict[str, str]:
+        """Versions that could not be loaded, and what serves instead."""
+        return {name: s.problem for name, s in self._serving.items() if s.problem}
+
+    def current(self, project: int | None = None) -> Serving:
+        """The version serving `project` (loaded on first use and when its line changes)."""
+        name = self.registry.resolve("current", project)
         with self._lock:
-            if self._serving is None or self._serving.version != name:
-                self._serving = self._load(name)
-            return self._serving
+            serving = self._serving.get(name)
+            if serving is None:
+                model, problem = self.registry.load_serving(project)
+                serving = self._load(model, problem)
+                self._serving[name] = serving
+                while len(self._serving) > self.LOADED:
+                    self._serving.popitem(last=False)
+            self._serving.move_to_end(name)
+            return serving
 
-    def _load(self, name: str) -> Serving:
+    def _load(self, model: LoadedModel, problem: str | None) -> Serving:
         s = self.settings
-        log.info("loading model %s", name)
-        model = self.registry.load(name)
+        log.info("loading model %s", model.version)
         extractor = (
             extractor_from_model(model, s.feature_size)
             if s.features == "model"
@@ -74,4 +89,4 @@ class ModelHolder:
         base = np.zeros((0, 0), dtype=np.float32)
         if s.base_train is not None:
             base = embed_paths(list_images(s.base_train), extractor, cache, s.batch_size).features
-        return Serving(model, extractor, cache, base)
+        return Serving(model, extractor, cache, base, problem)

@@ -3,6 +3,8 @@
     <registry>/projects/project-<id>/tasks.json        task id -> image URL and content hash
     <registry>/projects/project-<id>/fit-<key>.npz  the last scoring's distance fit, per
         model version, extractor and base set (`Serving.fit_key`)
+    <registry>/projects/project-<id>/skipped.json      task id -> why the last scoring
+        skipped it
 
 The scoring job writes both; `/predict` reads the fit, so scoring k tasks costs k images.
 """
@@ -40,3 +42,15 @@ class PoolStore:
     def save_index(self, index: dict[int, dict[str, str]]) -> None:
         with atomic_write(self.folder / "tasks.json", "w") as fh:
             json.dump({str(k): v for k, v in index.items()}, fh)
+
+    def save_skipped(self, reasons: dict[int, str]) -> None:
+        with atomic_write(self.folder / "skipped.json", "w") as fh:
+            json.dump({str(k): v for k, v in reasons.items()}, fh)
+
+    def load_skipped(self) -> dict[str, str]:
+        """task id -> reason, from the last scoring; empty when absent or unreadable."""
+        try:
+            raw = json.loads((self.folder / "skipped.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}

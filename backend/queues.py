@@ -2,8 +2,9 @@
 
 Both give the same guarantees: at most one job per (kind, project) queued or running; a
 submission while it runs causes exactly one follow-up run; failures are retried with
-backoff and stay visible in `status()`. Label events are counted per project here too, so
-several backend processes behind one Redis share the count.
+backoff and stay visible in `status()`. Label events are counted per project here too, and
+so is the idle deadline after which fewer labels than the threshold train, so that several
+backend processes behind one Redis share them (each deadline is taken by one process).
 
 On rq a job whose worker dies (killed, machine lost) is found by rq itself once the worker's
 heartbeats stop (90 s) at the next maintenance of any live `crackal worker`, and retried;
@@ -35,6 +36,8 @@ class JobQueue(Protocol):
     def status(self) -> dict[str, Any]: ...
     def count_label_event(self, project: int) -> int: ...
     def reset_label_events(self, project: int) -> None: ...
+    def train_when_idle(self, project: int, at: float) -> None: ...
+    def take_idle(self, now: float) -> list[int]: ...
 
 
 class EmbeddedQueue:
@@ -46,6 +49,8 @@ class EmbeddedQueue:
         self.service = service
         self.runner = ThreadRunner(retries=retries, backoff=backoff, timeout=timeout)
         self._events: dict[int, int] = {}
+        self._idle: dict[int, float] = {}
+        self._idle_lock = threading.Lock()
 
     def submit(self, kind: str, project: int) -> Submission:
         return self.runner.submit(f"{kind}:{project}", lambda: run_job(kind, project, self.service))
@@ -55,6 +60,7 @@ class EmbeddedQueue:
             "backend": "embedded",
             **self.runner.status(),
             "label_changes": {str(k): v for k, v in self._events.items()},
+            "train_when_idle": {str(k): v for k, v in self._idle.items()},
         }
 
     def count_label_event(self, project: int) -> int:
@@ -63,6 +69,19 @@ class EmbeddedQueue:
 
     def reset_label_events(self, project: int) -> None:
         self._events[project] = 0
+        with self._idle_lock:
+            self._idle.pop(project, None)
+
+    def train_when_idle(self, project: int, at: float) -> None:
+        with self._idle_lock:
+            self._idle[project] = at
+
+    def take_idle(self, now: float) -> list[int]:
+        with self._idle_lock:
+            due = [p for p, at in self._idle.items() if at <= now]
+            for p in due:
+                del self._idle[p]
+        return due
 
 
 # Atomic submit: queue unless queued; when running, flag exactly one follow-up.
@@ -80,6 +99,7 @@ redis.call('DEL', KEYS[1]) return 0
 """
 PREFIX = "crackal"
 QUEUE = "crackal"
+IDLE_KEY = f"{PREFIX}:idle"  # sorted set: project -> time its labels train if none came
 JOB_TIMEOUT = 3600
 # A state outlives its job by this much at most: the last resort if the bookkeeping of a lost
 # job (`job_lost`) never ran, e.g. no `crackal worker` was left to notice it.
@@ -168,6 +188,9 @@ class RedisQueue:
             "queue_length": len(self.queue),
             "last": last,
             "label_changes": events,
+            "train_when_idle": {
+                m.decode(): at for m, at in self.redis.zrange(IDLE_KEY, 0, -1, withscores=True)
+            },
         }
 
     def count_label_event(self, project: int) -> int:
@@ -175,6 +198,17 @@ class RedisQueue:
 
     def reset_label_events(self, project: int) -> None:
         self.redis.delete(f"{PREFIX}:label-events:{project}")
+        self.redis.zrem(IDLE_KEY, project)
+
+    def train_when_idle(self, project: int, at: float) -> None:
+        self.redis.zadd(IDLE_KEY, {str(project): at})
+
+    def take_idle(self, now: float) -> list[int]:
+        due = []
+        for member in self.redis.zrangebyscore(IDLE_KEY, 0, now):
+            if self.redis.zrem(IDLE_KEY, member):  # only one process takes it
+                due.append(int(member))
+        return due
 
 
 def run_in_worker(

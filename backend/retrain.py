@@ -1,18 +1,23 @@
-"""The retraining job: adapt the current model to a project's labels, then re-score.
+"""The retraining job: adapt a project's current model to its labels, then re-score.
 
 It reads every current annotation from the Label Studio API (never from webhook payloads,
-so a missed webhook only delays training), writes the labelled tasks as an image/mask set
-under `<registry>/labels/project-<id>/`, fine-tunes the current version on the base
-training set plus those images, evaluates it (validation ODS, and ODS on the labels),
-registers it, makes it current when the promotion policy allows, and re-scores the pool.
-A failure at any step leaves the previous version serving.
+so a missed webhook only delays training); reconciling does nothing when no annotation
+changed since the project's last retrain. Otherwise it writes the
+labelled tasks as an image/mask set under `<registry>/labels/project-<id>/`, fine-tunes
+the project's current version on the base training set plus those images, evaluates it
+(validation ODS, and ODS on the labels), registers it, promotes it into the project's line
+when the promotion policy allows, prunes old versions and re-scores the pool. A failure at
+any step leaves the previous version serving.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,7 @@ from PIL import Image
 from backend.annotations import is_labelled, latest_annotation
 from backend.brush import annotation_mask
 from backend.edit_records import EditLog, EditRecord, make_record, starting_prediction
+from backend.retention import apply_retention
 from backend.service import Service
 from backend.task_image import TaskImageError
 from selection.atomic import atomic_write
@@ -58,7 +64,6 @@ def export_labels(service: Service, project_id: int) -> tuple[Path, list[int], d
     skipped: dict[int, str] = {}
     edits = EditLog(service.settings.registry, project_id)
     recorded, new_edits = edits.keys(), []
-    ours = set(service.holder.registry.versions())
     for task in service.client.tasks(project_id):
         if not is_labelled(task) or not isinstance(task.get("id"), int):
             continue
@@ -68,7 +73,7 @@ def export_labels(service: Service, project_id: int) -> tuple[Path, list[int], d
             shape = decode_rgb(data, f"task {tid}").shape[:2]
             annotation = latest_annotation(task)
             mask = annotation_mask(annotation.get("result"), target, shape)
-            record = _edit_record(task, annotation, mask, target, ours, recorded)
+            record = _edit_record(task, annotation, mask, target, recorded)
             if record is not None:
                 new_edits.append(record)
             _write_image(fresh / "images" / f"task-{tid}", data)
@@ -95,12 +100,11 @@ def _edit_record(
     annotation: dict[str, Any],
     label: np.ndarray,
     target: Any,
-    ours: set[str],
     recorded: set[tuple[int, str]],
 ) -> EditRecord | None:
     """The edit record of this annotation revision, when it is new and started from one of
     our predictions whose mask can be read (else None: a record never costs a label)."""
-    prediction = starting_prediction(task, annotation, ours)
+    prediction = starting_prediction(task, annotation)
     if prediction is None or not isinstance(annotation.get("id"), int):
         return None
     updated = str(annotation.get("updated_at") or annotation.get("created_at") or "")
@@ -126,21 +130,65 @@ def _write_image(stem: Path, data: bytes) -> None:
         fh.write(data)
 
 
+def label_fingerprint(service: Service, project_id: int) -> tuple[str, int]:
+    """A hash of which annotation revision every labelled task has, and how many there are
+    (one streamed pass over the project's tasks, no image fetched)."""
+    digest = hashlib.sha256()
+    count = 0
+    for task in service.client.tasks(project_id):
+        annotation = latest_annotation(task) if isinstance(task.get("id"), int) else None
+        if annotation is None:
+            continue
+        updated = annotation.get("updated_at") or annotation.get("created_at")
+        digest.update(f"{task['id']}:{annotation.get('id')}:{updated}\n".encode())
+        count += 1
+    return digest.hexdigest(), count
+
+
+def _trained_path(service: Service, project_id: int) -> Path:
+    return service.holder.registry.line_folder(project_id) / "trained.json"
+
+
+def last_trained(service: Service, project_id: int) -> dict[str, Any]:
+    """What the project's last finished retrain trained on ({} before the first)."""
+    try:
+        return json.loads(_trained_path(service, project_id).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def retrain_project(
-    service: Service, project_id: int, promote: str = "if-better", config: TrainConfig | None = None
+    service: Service,
+    project_id: int,
+    promote: str = "if-better",
+    config: TrainConfig | None = None,
+    only_if_new: bool = False,
 ) -> dict[str, Any]:
-    """Adapt the current model to the project's labels; returns what happened."""
+    """Adapt the project's current model to its labels (with `only_if_new`, only when a
+    label changed since the last retrain); returns what happened. The new version is
+    promoted into the project's own line (a project never switches the shared base model)."""
     settings = service.settings
+    fingerprint, count = label_fingerprint(service, project_id)
+    if not count:
+        return {"status": "no labels yet", "project": project_id}
+    before = last_trained(service, project_id)
+    if only_if_new and before.get("fingerprint") == fingerprint:
+        return {
+            "status": "no new labels",
+            "project": project_id,
+            "labels": count,
+            "last_trained": before.get("version"),
+        }
     folder, task_ids, skipped = export_labels(service, project_id)
     skipped_out = {str(k): v for k, v in skipped.items()}
     if not task_ids:
-        service.rescore_project(project_id)
-        return {"status": "no labels yet", "project": project_id, "skipped": skipped_out}
+        _record_trained(service, project_id, fingerprint, None, "no usable labels", skipped_out)
+        return {"status": "no usable labels", "project": project_id, "skipped": skipped_out}
     labels = load(find_samples(folder, set_name=f"project-{project_id}"))
     base = load(find_samples(settings.base_train)) if settings.base_train else []
     val = load(find_samples(settings.base_val)) if settings.base_val else []
     registry = service.holder.registry
-    parent = registry.resolve("current")
+    parent = registry.resolve("current", project_id)
     outcome = fit_version(
         registry,
         base,
@@ -152,8 +200,11 @@ def retrain_project(
         progress=False,
         note=f"adapted to {len(labels)} labels of Label Studio project {project_id}",
         also_evaluate={"labelled": labels},
+        project=project_id,
     )
     log.info("project %s: %s (%s)", project_id, outcome.version, outcome.reason)
+    _record_trained(service, project_id, fingerprint, outcome.version, outcome.reason, skipped_out)
+    apply_retention(registry, settings.cache, settings.keep_versions)
     rescored = service.rescore_project(project_id)
     return {
         "status": "trained",
@@ -168,3 +219,22 @@ def retrain_project(
         "metrics": outcome.meta["metrics"],
         "serving": rescored.model_version,
     }
+
+
+def _record_trained(
+    service: Service,
+    project_id: int,
+    fingerprint: str,
+    version: str | None,
+    decision: str,
+    skipped: dict[str, str],
+) -> None:
+    state = {
+        "fingerprint": fingerprint,
+        "version": version,
+        "decision": decision,
+        "time": time.time(),
+        "skipped": skipped,
+    }
+    with atomic_write(_trained_path(service, project_id), "w") as fh:
+        json.dump(state, fh)

@@ -29,6 +29,7 @@ from backend.label_studio import LabelStudio, LabelStudioError
 from backend.mask_cache import MaskCache
 from backend.model_holder import ModelHolder, Serving
 from backend.pool_store import PoolStore
+from backend.prediction_label import labelled_version, version_label
 from backend.project_options import load_options
 from backend.settings import Settings
 from backend.task_image import TaskImageError, fetch_task_image, image_url
@@ -215,11 +216,10 @@ class Service:
     def rescore_project(self, project_id: int) -> RescoreReport:
         """Score every task, import the predictions, remove crackal's older ones, order the
         queue. Memory: one page of tasks, one batch of images and a feature row per task."""
-        serving = self.holder.current()
+        serving = self.holder.current(project_id)
         target = self.target(project_id)
         store = PoolStore(self.settings.registry, project_id)
         masks = self.masks(serving)
-        ours = set(self.holder.registry.versions())
         known = store.load_index()
         index: dict[int, dict[str, str]] = {}
         features: dict[int, np.ndarray] = {}
@@ -244,7 +244,7 @@ class Service:
             tid = task.get("id")
             if not isinstance(tid, int):
                 continue
-            old_predictions[tid] = _our_predictions(task, ours)
+            old_predictions[tid] = _our_predictions(task)
             lab = is_labelled(task)
             if lab:
                 labelled.add(tid)
@@ -290,8 +290,9 @@ class Service:
             imported += len(done)
             replaced += [p for t in done for p in old_predictions.get(t, [])]
         removed = self.client.delete_predictions(replaced)
-        self.order_queue(project_id, serving.version)
+        self.order_queue(project_id, version_label(serving.version))
         store.save_index(index)
+        store.save_skipped(errors)
         self.try_authorise_webhooks(project_id)
         log.info(
             "project %s: %d predictions imported (model %s), %d fetched, %d old removed, %d errors",
@@ -381,7 +382,7 @@ class Service:
         the project's stored fit; without one, the tasks of this call are the pool."""
         label = self.project_settings(project).crack_label  # the defaults without a project
         target = parse_brush_target(label_config, label or None)
-        serving = self.holder.current()
+        serving = self.holder.current(_project_or_none(project))
         errors: dict[int, str] = {}
         batch = []
         for task in tasks:
@@ -437,6 +438,13 @@ class Service:
         return scores
 
 
+def _project_or_none(project: Any) -> int | None:
+    try:
+        return project_id_of(project)
+    except ValueError:
+        return None
+
+
 def _stack(base: np.ndarray, rows: Iterable[np.ndarray]) -> np.ndarray:
     rows = list(rows)
     parts = ([base] if base.size else []) + ([np.stack(rows)] if rows else [])
@@ -453,21 +461,23 @@ def _prediction(
     rle, shape = mask
     return {
         "task": tid,
-        "model_version": version,
+        "model_version": version_label(version),
         "score": score,
         "result": [rle_result(rle, shape, target)],
     }
 
 
-def _our_predictions(task: dict[str, Any], ours: set[str]) -> list[int]:
-    """Ids of the task's predictions whose model_version names a version of our registry."""
+def _our_predictions(task: dict[str, Any]) -> list[int]:
+    """Ids of the task's predictions that crackal made (any of its versions)."""
     preds = task.get("predictions")
     if not isinstance(preds, list):
         return []
     return [
         p["id"]
         for p in preds
-        if isinstance(p, dict) and isinstance(p.get("id"), int) and p.get("model_version") in ours
+        if isinstance(p, dict)
+        and isinstance(p.get("id"), int)
+        and labelled_version(p.get("model_version")) is not None
     ]
 
 

@@ -49,6 +49,8 @@ class Settings:
     fetch_deadline: float = 120.0  # a whole image download, redirects included
     allowed_hosts: tuple[str, ...] = ()  # private hosts or networks images may come from
     retrain_threshold: int = 3  # new or changed labels that start a retraining job
+    idle_delay: float = 600.0  # fewer labels train once no label came for this many seconds
+    keep_versions: int = 20  # older versions are deleted, except any project's current one
     promote: str = "if-better"  # always | if-better | never
     adapt_steps: int = 300
     job_retries: int = 2  # a failed job is retried this many times, with backoff
@@ -105,6 +107,10 @@ class Settings:
         s.insecure = e.get("CRACKAL_INSECURE", "0").lower() in ("1", "true", "yes")
         s.max_request_bytes = int(e.get("CRACKAL_MAX_REQUEST_BYTES", s.max_request_bytes))
         s.retrain_threshold = int(e.get("CRACKAL_RETRAIN_THRESHOLD", s.retrain_threshold))
+        s.idle_delay = float(e.get("CRACKAL_IDLE_DELAY", s.idle_delay))
+        s.keep_versions = int(e.get("CRACKAL_KEEP_VERSIONS", s.keep_versions))
+        if s.idle_delay <= 0 or s.keep_versions < 1:
+            raise ValueError("CRACKAL_IDLE_DELAY must be > 0 s and CRACKAL_KEEP_VERSIONS >= 1")
         s.promote = e.get("CRACKAL_PROMOTE", s.promote)
         if s.promote not in ("always", "if-better", "never"):
             raise ValueError(f"CRACKAL_PROMOTE must be always, if-better or never: {s.promote!r}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import requests
 
 from backend import local_servers as server
+from backend.prediction_label import version_label
 from selection.images import list_images
 from training.data import find_samples, load
 from training.fit import fit_version
@@ -197,9 +198,9 @@ def create_project(
             params={"project": project, "page_size": 1000, "fields": "all"},
         ).json()
         tasks = data["tasks"] if isinstance(data, dict) else data
+        label = version_label(version)
         return len(tasks) == len(images) and all(
-            any(p.get("model_version") == version for p in t.get("predictions") or [])
-            for t in tasks
+            any(p.get("model_version") == label for p in t.get("predictions") or []) for t in tasks
         )
 
     server.wait_until(scored, 900, "the first scoring of the demo project")

@@ -36,6 +36,19 @@ def run(args: argparse.Namespace) -> int:
     val = (health.get("metrics") or {}).get("val") or {}
     if val:
         print(f"validation ODS: {val.get('ods'):.4f} (threshold {val.get('ods_threshold')})")
+    for name, problem in (health.get("damaged") or {}).items():
+        print(f"DAMAGED version {name}: {problem}")
+    for pid, view in sorted((health.get("projects") or {}).items(), key=lambda kv: int(kv[0])):
+        line = "its own line" if view.get("own_line") else "the shared base model"
+        print(f"project {pid}: serving {view.get('serving')} ({line})")
+        trained = view.get("last_trained")
+        if trained:
+            print(f"  last retrain: {trained.get('version')}: {trained.get('decision')}")
+        for kind, count in sorted((view.get("skipped_counts") or {}).items()):
+            print(f"  skipped {count} x {kind}")
+        for what in ("skipped_tasks", "skipped_labels"):
+            for tid, reason in sorted((view.get(what) or {}).items()):
+                print(f"    {what.removeprefix('skipped_')[:-1]} {tid}: {reason}")
     print(
         f"jobs ({jobs.get('backend')}): queued {jobs.get('queued')}, running {jobs.get('running')}"
     )

@@ -8,7 +8,9 @@ import os
 import signal
 from typing import Any
 
-from backend.queues import QUEUE, job_lost, run_in_worker
+from backend.project_view import known_projects
+from backend.queues import QUEUE, RedisQueue, job_lost, run_in_worker
+from training.registry import Registry
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--check-every must be at least 1 second, not {args.check_every}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     connection = Redis.from_url(url)
+    reconcile_known_projects(RedisQueue(connection=connection))
     worker = Worker(
         [Queue(QUEUE, connection=connection)],
         connection=connection,
@@ -47,6 +50,16 @@ def run(args: argparse.Namespace) -> int:
     )
     worker.work(burst=args.burst, with_scheduler=True)
     return 0
+
+
+def reconcile_known_projects(queue: RedisQueue) -> None:
+    """Queue a reconcile job for every project the shared registry knows: labels that came
+    while no worker ran are trained on (the job does nothing if none changed)."""
+    registry = os.environ.get("CRACKAL_REGISTRY") or os.environ.get("MODEL_DIR")
+    if not registry:
+        return
+    for project in known_projects(Registry(registry)):
+        queue.submit("reconcile", project)
 
 
 def horse_killed(job: Any, pid: int, status: int, usage: Any) -> None:

@@ -1,10 +1,15 @@
 """Hostile image URLs against the download path: internal addresses, redirects into them,
 credentials sent where they must not go, and a drip-fed response. A real HTTP server on
 loopback plays the attacker's host (allowed explicitly, as an operator would allow a LAN
-storage host)."""
+storage host). A patched `socket.getaddrinfo` plays DNS that rebinds a name between the
+check and the connection."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from backend.address_guard import refusal
+from backend.address_guard import connect_refusal, refusal
+from backend.guarded_connection import GuardedAdapter
 from backend.image_source import ImageFetchError, fetch_image_bytes
 from backend.label_studio import LabelStudio
 from backend.settings import Settings
@@ -138,3 +144,98 @@ def test_a_fifo_under_the_local_files_root_is_refused(tmp_path):
     s = settings(local_files_root=tmp_path)
     with pytest.raises(ImageFetchError, match="not a regular file"):
         fetch(str(fifo), s)
+
+
+def fake_dns(monkeypatch, name: str, answers: list[str]) -> list[str]:
+    """Make `name` resolve to answers[0] on the first look-up, answers[1] on the second,
+    and so on (the last one from then on); returns the answers given."""
+    real, given = socket.getaddrinfo, []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        given.append(answers[min(len(given), len(answers) - 1)])
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (given[-1], port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return given
+
+
+def test_a_name_rebound_after_the_check_is_not_connected_to(attacker, monkeypatch):
+    port = attacker.rsplit(":", 1)[1]
+    given = fake_dns(monkeypatch, "rebind.test", ["93.184.216.34", "127.0.0.1"])
+    SEEN.clear()
+    with pytest.raises(ImageFetchError, match=r"refused .*'rebind\.test' is at 127\.0\.0\.1"):
+        fetch(f"http://rebind.test:{port}/x.jpg", settings())
+    assert given == ["93.184.216.34", "127.0.0.1"]  # the check, then the connection's own
+    assert SEEN == []  # the loopback listener got no request
+
+
+def test_the_connection_check_follows_the_same_rules():
+    s = settings(allowed_hosts=("10.0.0.0/8", "storage.lan", "nas.lan:9000"))
+    assert connect_refusal("http", "ls.invalid", 8080, "127.0.0.1", s) is None  # LS itself
+    assert "private" in connect_refusal("http", "ls.invalid", 8081, "127.0.0.1", s)
+    assert connect_refusal("http", "Storage.LAN.", 80, "192.168.1.2", s) is None
+    assert connect_refusal("http", "nas.lan", 9000, "192.168.1.3", s) is None
+    assert "'nas.lan' is at 192.168.1.3" in connect_refusal("http", "nas.lan", 80, "192.168.1.3", s)
+    assert connect_refusal("https", "a.example", 443, "10.2.3.4", s) is None
+    assert connect_refusal("https", "a.example", 443, "93.184.216.34", s) is None
+    assert "private" in connect_refusal("https", "a.example", 443, "::1", s)
+
+
+def test_label_studios_own_loopback_origin_downloads_through_the_guard(attacker):
+    s = Settings(label_studio_url=attacker, label_studio_api_key="k" * 40)
+    session = requests.Session()
+    session.proxies = {"http": "http://127.0.0.1:9"}  # ignored: never through a proxy
+    SEEN.clear()
+    got = fetch_image_bytes(f"{attacker}/data/upload/1/a.jpg", s, session, LabelStudio(s), 1)
+    assert got == b"not an image"
+    assert isinstance(session.get_adapter(attacker), GuardedAdapter)
+    assert [seen["path"] for seen in SEEN] == ["/data/upload/1/a.jpg"]
+    assert SEEN[0]["auth"]  # Label Studio's own route gets the credentials
+
+
+@pytest.fixture(scope="module")
+def tls_images(tmp_path_factory):
+    """An HTTPS server on loopback with a certificate for the name images.test only;
+    yields (port, certificate path, the SNI names it was sent)."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=images.test"),
+            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-addext", "subjectAltName=DNS:images.test", "-keyout", key, "-out", cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    names: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_port, cert, names
+    server.shutdown()
+
+
+def test_https_verifies_the_certificate_against_the_name_it_connects_for(tls_images, monkeypatch):
+    port, cert, names = tls_images
+    fake_dns(monkeypatch, "images.test", ["127.0.0.1"])
+    fake_dns(monkeypatch, "other.test", ["127.0.0.1"])
+    s = settings(allowed_hosts=("127.0.0.0/8",))
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # they would override verify
+        monkeypatch.delenv(name, raising=False)
+    session = requests.Session()
+    session.verify = str(cert)
+    names.clear()
+    got = fetch_image_bytes(f"https://images.test:{port}/a.jpg", s, session, LabelStudio(s), 1)
+    assert got == b"not an image" and names == ["images.test"]
+    with pytest.raises(ImageFetchError, match="SSLError"):  # the certificate is not for it
+        fetch_image_bytes(f"https://other.test:{port}/a.jpg", s, session, LabelStudio(s), 1)
+    assert names[-1] == "other.test"

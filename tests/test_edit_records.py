@@ -31,25 +31,25 @@ def test_f_of_kept_shifted_and_missed_masks(label):
 def test_the_starting_prediction_is_the_parent_else_the_newest_of_ours_before():
     task = {
         "predictions": [
-            {"id": 1, "model_version": "v1", "created_at": "2026-01-01T10:00"},
-            {"id": 2, "model_version": "v2", "created_at": "2026-01-02T10:00"},
-            {"id": 3, "model_version": "other-backend", "created_at": "2026-01-02T11:00"},
-            {"id": 4, "model_version": "v3", "created_at": "2026-01-05T10:00"},
+            {"id": 1, "model_version": "crackal-v1", "created_at": "2026-01-01T10:00"},
+            {"id": 2, "model_version": "crackal-v2", "created_at": "2026-01-02T10:00"},
+            {"id": 3, "model_version": "v2", "created_at": "2026-01-02T11:00"},  # not ours
+            {"id": 5, "model_version": None, "created_at": "2026-01-02T12:00"},
+            {"id": 4, "model_version": "crackal-v3", "created_at": "2026-01-05T10:00"},
         ]
     }
-    ours = {"v1", "v2", "v3"}
     annotation = {"id": 9, "created_at": "2026-01-03T10:00"}
-    assert starting_prediction(task, annotation, ours)["id"] == 2
-    assert starting_prediction(task, {**annotation, "parent_prediction": 1}, ours)["id"] == 1
-    assert starting_prediction(task, {**annotation, "parent_prediction": 3}, ours)["id"] == 2
+    assert starting_prediction(task, annotation)["id"] == 2
+    assert starting_prediction(task, {**annotation, "parent_prediction": 1})["id"] == 1
+    assert starting_prediction(task, {**annotation, "parent_prediction": 3})["id"] == 2
     early = {"id": 9, "created_at": "2025-12-31T10:00"}
-    assert starting_prediction(task, early, ours) is None
+    assert starting_prediction(task, early) is None
 
 
 def test_the_log_appends_reads_and_survives_a_cut_line(label, tmp_path):
     log = EditLog(tmp_path, 7)
     annotation = {"id": 5, "updated_at": "2026-01-03T10:00", "lead_time": 42.5}
-    prediction = {"id": 2, "model_version": "v2", "score": 0.25}
+    prediction = {"id": 2, "model_version": "crackal-v2", "score": 0.25}
     record = make_record(11, annotation, prediction, label, label)
     log.append([record])
     with open(log.path, "a") as fh:

@@ -1,9 +1,11 @@
 """The in-process job runner: one job per key, exactly one follow-up, retries with backoff."""
 
 import threading
+import time
 
 from backend.job_state import JobState, Submission
 from backend.jobs import ThreadRunner
+from backend.project_lock import project_lock
 
 
 def test_one_job_per_key_and_exactly_one_follow_up():
@@ -89,3 +91,25 @@ def test_a_failed_attempt_reports_its_retry():
         deadline.wait(0.05)
     assert record["state"] == JobState.RETRYING and record["retry_in"] == 30
     assert record["error"].startswith("ZeroDivisionError")
+
+
+def test_a_projects_jobs_wait_for_each_other_and_other_projects_do_not(tmp_path):
+    order = []
+
+    def job(name: str, project: int, hold: float) -> None:
+        with project_lock(tmp_path, project):
+            order.append(f"{name} start")
+            time.sleep(hold)
+            order.append(f"{name} end")
+
+    first = threading.Thread(target=job, args=("rescore", 1, 0.5))
+    first.start()
+    time.sleep(0.1)
+    second = threading.Thread(target=job, args=("retrain", 1, 0.0))
+    other = threading.Thread(target=job, args=("other", 2, 0.0))
+    second.start()
+    other.start()
+    for t in (first, second, other):
+        t.join(10)
+    assert order.index("retrain start") > order.index("rescore end")
+    assert order.index("other end") < order.index("rescore end")

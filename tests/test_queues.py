@@ -145,3 +145,15 @@ def test_a_killed_work_horse_is_recorded_with_its_signal(redis, ran):
     last = queue.status()["last"]["retrain:3"]
     assert last["state"] == "lost, will be retried" and "SIGKILL" in last["error"]
     assert queue.status()["queued"] == ["retrain:3"]
+
+
+def test_an_idle_deadline_is_pushed_by_each_label_and_taken_by_one_process(redis):
+    a, b = RedisQueue(connection=redis), RedisQueue(connection=redis)
+    a.train_when_idle(7, 100.0)
+    b.train_when_idle(7, 160.0)  # a later label: the deadline moves
+    a.train_when_idle(8, 120.0)
+    assert a.status()["train_when_idle"] == {"8": 120.0, "7": 160.0}
+    assert a.take_idle(110.0) == [] and b.take_idle(130.0) == [8]
+    assert a.take_idle(130.0) == []  # taken once
+    a.reset_label_events(7)  # a retrain started: nothing left to train when idle
+    assert b.take_idle(1e12) == []

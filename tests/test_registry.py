@@ -1,6 +1,9 @@
 """Model registry: immutable versions, atomic current pointer, rollback, concurrent writers."""
 
 import multiprocessing
+import os
+import signal
+import time
 
 import pytest
 import torch
@@ -74,3 +77,75 @@ def test_rollback_without_history_is_an_error(tmp_path):
     registry.set_current("v1")
     with pytest.raises(RegistryError, match="nothing to roll back"):
         registry.rollback()
+
+
+def test_a_project_line_switches_alone_and_a_rollback_during_training_stays(tmp_path):
+    register_many(str(tmp_path), 4)
+    registry = Registry(tmp_path)
+    registry.set_current("v1")
+    assert registry.current(7) == "v1" and registry.own_current(7) is None  # the shared one
+    # a retrain of project 7 started from the shared v1 (no line of its own): promoted
+    assert registry.promote("v2", expected=None, reason="adapted", project=7)
+    assert registry.current(7) == "v2" and registry.current() == "v1"
+    assert registry.current(8) == "v1" and registry.projects() == [7]
+    # the next retrain started from v2; meanwhile an operator rolled project 7 back to v1
+    registry.rollback(project=7)
+    assert registry.current(7) == "v1"
+    assert not registry.promote("v3", expected="v2", reason="adapted", project=7)
+    assert registry.current(7) == "v1"  # the rollback stays
+    assert [e["version"] for e in registry.history(7)] == ["v2", "v1"]
+    assert registry.history() == [e for e in registry.history() if e["version"] == "v1"]
+
+
+def test_a_damaged_current_falls_back_to_the_newest_intact_earlier_version(tmp_path, state):
+    registry = Registry(tmp_path)
+    meta = {"encoder": "tu-tf_efficientnet_lite0"}
+    for _ in range(3):
+        registry.register(state, meta)
+    registry.set_current("v1")
+    registry.set_current("v2", project=5)
+    registry.set_current("v3", project=5)
+    (registry.versions_dir / "v3" / "weights.pt").write_bytes(b"torn")  # a damaged disk
+    loaded, problem = registry.load_serving(5)
+    assert loaded.version == "v2" and "instead of v3" in problem and "weights" in problem
+    (registry.versions_dir / "v2" / "meta.json").write_text("{")
+    loaded, problem = registry.load_serving(5)
+    assert loaded.version == "v1"
+    assert registry.load_serving()[1] is None  # the shared line was never damaged
+
+
+def test_prune_keeps_the_newest_and_every_lines_current(tmp_path):
+    register_many(str(tmp_path), 6)
+    registry = Registry(tmp_path)
+    registry.set_current("v1")
+    registry.set_current("v3", project=2)
+    assert registry.prune(2) == ["v2", "v4"]
+    assert registry.versions() == ["v1", "v3", "v5", "v6"]
+    with pytest.raises(ValueError):
+        registry.prune(0)
+
+
+def write_forever(root: str, writing) -> None:
+    registry = Registry(root)
+    state = build_model(pretrained=None).state_dict()
+    while True:
+        name = registry.register(state, {"encoder": "tu-tf_efficientnet_lite0"})
+        registry.set_current(name, project=1)
+        writing.set()
+
+
+def test_kill_9_during_registry_writes_leaves_a_loadable_registry(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    for wait in (0.05, 0.4):  # killed at different points of a write
+        writing = ctx.Event()
+        proc = ctx.Process(target=write_forever, args=(str(tmp_path), writing))
+        proc.start()
+        assert writing.wait(180), "the writer never finished a version"
+        time.sleep(wait)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        registry = Registry(tmp_path)
+        loaded, problem = registry.load_serving(1)
+        assert problem is None and loaded.version == registry.current(1)
+        for name in registry.versions():  # a version is whole or absent, never half
+            registry.load(name)

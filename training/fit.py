@@ -47,17 +47,21 @@ def fit_version(
     note: str = "",
     progress: bool = True,
     also_evaluate: dict[str, Sequence[Loaded]] | None = None,
+    project: int | None = None,
 ) -> FitOutcome:
     """Train from `parent` (a registry version) or from ImageNet weights, then register.
 
     `promote`: "always" makes the new version current; "if-better" only when its validation
     ODS is at least the parent's (otherwise the parent keeps serving, and the outcome says
     so); "never" only registers it. `also_evaluate` names more sets whose ODS is stored in
-    the version's metrics beside the validation set's.
+    the version's metrics beside the validation set's. `project` names the line the new
+    version is promoted into (default: the shared one); the switch happens only if that line
+    still serves what it served when training began (a rollback meanwhile stays).
     """
     if promote not in ("always", "if-better", "never"):
         raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
     parent_ods = None
+    line_before = registry.own_current(project)
     if parent is not None:
         loaded = registry.load(parent)
         model, encoder, parent = loaded.model, loaded.encoder, loaded.version
@@ -96,8 +100,9 @@ def fit_version(
     }
     version = registry.register(result.state_dict, meta)
     promoted, reason = _decide(promote, parent, metrics.get("val", {}).get("ods"), parent_ods)
-    if promoted:
-        registry.set_current(version, reason=reason)
+    if promoted and not registry.promote(version, line_before, reason, project):
+        now = registry.current(project)
+        promoted, reason = False, f"not made current: the line changed to {now} during training"
     return FitOutcome(version, promoted, reason, result, registry.meta(version))
 
 

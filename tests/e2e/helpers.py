@@ -12,6 +12,7 @@ from label_studio_sdk.converter.brush import mask2rle
 from PIL import Image
 
 from backend.local_servers import free_port
+from backend.prediction_label import version_label
 
 BRUSH_CONFIG = """<View>
   <Image name="image" value="$image" zoom="true"/>
@@ -65,12 +66,14 @@ def make_project(ls, backend_url: str, title: str, paths: list[Path], version: s
     ls.call("POST", f"/api/projects/{proj['id']}/import", files=files)
     connect(ls, proj["id"], backend_url)
 
+    label = version_label(version)
+
     def scored():
         tasks = ls.tasks(proj["id"])
         done = [
             t
             for t in tasks
-            if any(p.get("model_version") == version for p in t.get("predictions") or [])
+            if any(p.get("model_version") == label for p in t.get("predictions") or [])
         ]
         return tasks if len(done) == len(tasks) == len(paths) else None
 
@@ -82,7 +85,8 @@ def make_project(ls, backend_url: str, title: str, paths: list[Path], version: s
 
 
 def prediction(task: dict, version: str) -> dict:
-    return next(p for p in task["predictions"] if p["model_version"] == version)
+    """The task's prediction by registry version `version`."""
+    return next(p for p in task["predictions"] if p["model_version"] == version_label(version))
 
 
 def brush_annotation(mask_path: Path) -> dict:

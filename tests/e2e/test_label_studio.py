@@ -13,6 +13,7 @@ from PIL import Image
 from scipy.stats import mannwhitneyu
 
 from backend.label_studio import LabelStudio, LabelStudioError
+from backend.prediction_label import version_label
 from backend.settings import Settings
 from selection.embed import embed_paths
 from selection.scoring import score_set
@@ -62,7 +63,7 @@ def test_every_task_has_a_brush_mask_of_its_image_size(project):
 def test_project_is_ordered_by_the_predictions_version(label_studio, project):
     proj = label_studio.call("GET", f"/api/projects/{project['id']}")
     assert proj["sampling"] == "Uncertainty sampling"
-    assert proj["model_version"] == project["version"]
+    assert proj["model_version"] == version_label(project["version"])
 
 
 def test_scores_are_the_scaled_distances_recomputed_independently(

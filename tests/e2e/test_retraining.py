@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from .helpers import BACKEND, brush_annotation, make_project, wait_for
+from backend.prediction_label import version_label
+
+from .helpers import BACKEND, brush_annotation, make_project, prediction, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +81,10 @@ def task_files(tasks: list[dict]) -> set[str]:
     return {f"task-{t['id']}.jpg" for t in tasks}
 
 
-def new_version(registry, old: str, seconds: float = 300) -> str:
+def new_version(registry, old: str, pid: int, seconds: float = 300) -> str:
+    """The version serving project `pid` once it is another than `old`."""
     return wait_for(
-        lambda: (lambda v: v if v != old else None)(registry.current()),
+        lambda: (lambda v: v if v != old else None)(registry.current(pid)),
         seconds,
         f"a model version after {old}",
     )
@@ -94,7 +97,8 @@ def test_three_labels_adapt_the_model_and_the_queue_follows(
     labelled = project["tasks"][:3]
     for task in labelled:
         annotate(ls, task, crack_data)
-    new = new_version(trained_registry, project["version"])
+    new = new_version(trained_registry, project["version"], pid)
+    assert trained_registry.current() == project["version"]  # the shared base model stays
     meta = trained_registry.meta(new)
     assert meta["parent"] == project["version"]
     assert {r["image"] for r in meta["training"]["added_images"]} == {
@@ -105,22 +109,21 @@ def test_three_labels_adapt_the_model_and_the_queue_follows(
     def followed():
         proj = ls.call("GET", f"/api/projects/{pid}")
         unlabelled = [t for t in ls.tasks(pid) if not t["annotations"]]
-        ok = proj["model_version"] == new and all(
-            any(p["model_version"] == new for p in t["predictions"]) for t in unlabelled
+        ok = proj["model_version"] == version_label(new) and all(
+            any(p["model_version"] == version_label(new) for p in t["predictions"])
+            for t in unlabelled
         )
         return unlabelled if ok else None
 
     unlabelled = wait_for(followed, 240, "predictions of the new version")
     assert len(unlabelled) == len(project["tasks"]) - 3
-    scores = {
-        t["id"]: next(p["score"] for p in t["predictions"] if p["model_version"] == new)
-        for t in unlabelled
-    }
+    scores = {t["id"]: prediction(t, new)["score"] for t in unlabelled}
     served = ls.call("GET", f"/api/projects/{pid}/next")
     assert served["id"] == min(scores, key=scores.get)
 
     health = BACKEND.get(f"{rq_backend['url']}/health", timeout=10).json()
-    assert health["model_version"] == new and health["jobs"]["backend"] == "rq"
+    view = health["projects"][str(pid)]
+    assert view["serving"] == new and view["own_line"] and health["jobs"]["backend"] == "rq"
     job = wait_for(
         lambda: (lambda j: j if j.get("state") == "finished" else None)(
             BACKEND.get(f"{rq_backend['url']}/health", timeout=10)
@@ -131,14 +134,14 @@ def test_three_labels_adapt_the_model_and_the_queue_follows(
         "the job's result in /health",
     )
     assert job["result"]["version"] == new and job["result"]["labels"] == 3
-    assert health["metrics"]["labelled"]["ods"] == meta["metrics"]["labelled"]["ods"]
+    assert view["metrics"]["labelled"]["ods"] == meta["metrics"]["labelled"]["ods"]
 
 
 def test_redis_down_webhooks_answered_error_visible_and_no_label_lost(
     label_studio, rq_backend, project, trained_registry, crack_data
 ):
     ls, pid, url = label_studio, project["id"], rq_backend["url"]
-    before = trained_registry.current()
+    before = trained_registry.current(pid)
     rq_backend["redis"].stop()
     try:
         t0 = time.monotonic()
@@ -156,7 +159,7 @@ def test_redis_down_webhooks_answered_error_visible_and_no_label_lost(
     if not rq_backend["worker"].alive():  # a supervisor restarts it (compose: restart)
         rq_backend["worker"].start()
     assert start_training(url, pid) == "queued"
-    new = new_version(trained_registry, before)
+    new = new_version(trained_registry, before, pid)
     assert added_tasks(trained_registry, new) == task_files(project["tasks"][:4])
 
 
@@ -165,7 +168,7 @@ def test_killed_workers_leave_the_old_version_serving_and_the_job_is_retried_to_
 ):
     ls, pid, url, worker = label_studio, project["id"], rq_backend["url"], rq_backend["worker"]
     wait_idle(url, pid)
-    before = trained_registry.current()
+    before = trained_registry.current(pid)
     annotate(ls, project["tasks"][4], crack_data)
     assert start_training(url, pid) == "queued"
 
@@ -182,17 +185,17 @@ def test_killed_workers_leave_the_old_version_serving_and_the_job_is_retried_to_
     assert second["attempt"] == first["attempt"] + 1 and second["pid"] != first["pid"]
     worker.kill()
     wait_for(lambda: process_gone(second["pid"]), 30, "the orphaned job process to stop")
-    assert trained_registry.current() == before  # nothing half-made was swapped in
+    assert trained_registry.current(pid) == before  # nothing half-made was swapped in
     health = BACKEND.get(f"{url}/health", timeout=10).json()
-    assert health["model_version"] == before
-    assert ls.call("GET", f"/api/projects/{pid}")["model_version"] == before
+    assert health["projects"][str(pid)]["serving"] == before
+    assert ls.call("GET", f"/api/projects/{pid}")["model_version"] == version_label(before)
 
     # A supervisor restarts a worker; once the dead one's heartbeat expires (90 s), rq
     # finds the job abandoned and it is retried, to the end.
     worker.start("--check-every", "5")
     lost = job_in_state(url, pid, "lost, will be retried", 240, after=first["started"])
     assert "worker died" in lost["error"]
-    new = new_version(trained_registry, before, 420)
+    new = new_version(trained_registry, before, pid, 420)
     assert added_tasks(trained_registry, new) == task_files(project["tasks"][:5])
     done = job_in_state(url, pid, "finished", 240, after=second["started"])
     assert done["attempt"] == second["attempt"] + 1 and done["result"]["version"] == new
@@ -204,7 +207,7 @@ def test_killed_workers_leave_the_old_version_serving_and_the_job_is_retried_to_
         env=rq_backend["env"],  # BASIC_AUTH_USER / BASIC_AUTH_PASS
         cwd=Path(__file__).resolve().parents[2],
     ).stdout
-    assert f"model version: {new}" in status
+    assert f"project {pid}: serving {new} (its own line)" in status
     assert f"retrain:{pid}: finished, attempt {done['attempt']}, on " in status
 
 
@@ -213,7 +216,7 @@ def test_labels_during_a_job_cause_exactly_one_follow_up_that_trains_on_all_of_t
 ):
     ls, pid, url = label_studio, project["id"], rq_backend["url"]
     wait_idle(url, pid)
-    before, versions = trained_registry.current(), trained_registry.versions()
+    before, versions = trained_registry.current(pid), trained_registry.versions()
     assert start_training(url, pid) == "queued"
     job = job_in_state(url, pid, "running", 120)
     for task in project["tasks"][5:10]:  # 5 labels -> their webhooks reach the threshold
@@ -222,8 +225,8 @@ def test_labels_during_a_job_cause_exactly_one_follow_up_that_trains_on_all_of_t
     assert presses == ["follow-up"] * 3, "the first job ended before the labels were made"
     assert last_job(url, pid)["started"] == job["started"]
 
-    first = new_version(trained_registry, before)
-    follow_up = new_version(trained_registry, first)
+    first = new_version(trained_registry, before, pid)
+    follow_up = new_version(trained_registry, first, pid)
     assert added_tasks(trained_registry, follow_up) == task_files(project["tasks"][:10])
     done = job_in_state(url, pid, "finished", 240, after=job["started"])
     assert done["result"]["version"] == follow_up

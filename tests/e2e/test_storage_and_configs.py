@@ -21,8 +21,9 @@ from PIL import Image
 
 from backend import local_servers as server
 from backend.edit_records import EditLog
+from backend.prediction_label import version_label
 
-from .helpers import BACKEND, S3_PORT, connect, wait_for
+from .helpers import BACKEND, S3_PORT, connect, prediction, wait_for
 
 TWO_LABELS = """<View>
   <Image name="image" value="$image"/>
@@ -89,7 +90,8 @@ def project(label_studio, backend, s3, trained_registry):
 
     def scored():
         tasks = ls.tasks(proj["id"])
-        ok = all(any(p["model_version"] == version for p in t["predictions"]) for t in tasks)
+        label = version_label(version)
+        ok = all(any(p["model_version"] == label for p in t["predictions"]) for t in tasks)
         return tasks if ok else None
 
     tasks = wait_for(scored, 300, "a prediction for every cloud task")
@@ -121,13 +123,13 @@ def test_predict_fetches_a_raw_cloud_uri_through_presign(backend, project):
     (result,) = pred["result"]
     w, h = Image.open(task["source"]).size
     assert (result["original_width"], result["original_height"]) == (w, h)
-    imported = next(p for p in task["predictions"] if p["model_version"] == project["version"])
+    imported = prediction(task, project["version"])
     assert result["value"]["rle"] == imported["result"][0]["value"]["rle"]
 
 
 def test_cloud_tasks_get_crack_masks_labelled_crack_at_their_size(project):
     for task in project["tasks"]:
-        pred = next(p for p in task["predictions"] if p["model_version"] == project["version"])
+        pred = prediction(task, project["version"])
         (result,) = pred["result"]
         assert (result["from_name"], result["type"]) == ("kind", "brushlabels")
         assert result["value"]["brushlabels"] == ["crack"]
@@ -140,7 +142,9 @@ def test_cloud_tasks_get_crack_masks_labelled_crack_at_their_size(project):
 def test_the_queue_serves_the_farthest_cloud_task_first(label_studio, project):
     scores = {
         t["id"]: next(
-            p["score"] for p in t["predictions"] if p["model_version"] == project["version"]
+            p["score"]
+            for p in t["predictions"]
+            if p["model_version"] == version_label(project["version"])
         )
         for t in project["tasks"]
     }
@@ -177,7 +181,8 @@ def test_train_route_retrains_on_crack_strokes_only(label_studio, backend, proje
     def finished():
         jobs = BACKEND.get(f"{backend['url']}/health", timeout=10).json()["jobs"]
         job = jobs.get("last", {}).get(f"retrain:{project['id']}", {})
-        return job if job.get("state") in ("finished", "failed") else None
+        done = job.get("state") == "failed" or (job.get("result") or {}).get("status") == "trained"
+        return job if done else None
 
     job = wait_for(finished, 400, "the retrain job")
     assert job["state"] == "finished", job
