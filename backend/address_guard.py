@@ -61,7 +61,7 @@ def address_refusal(host: str, address: str, settings: Settings) -> str | None:
     if not ip.is_global or ip.is_multicast:
         return (
             f"host {host!r} is at {ip}, a private or reserved address "
-            "(CRACKAL_ALLOWED_HOSTS allows it)"
+            "(list it in CRACKAL_ALLOWED_HOSTS if it is a host of yours)"
         )
     return None
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from label_studio_sdk.converter.brush import decode_rle, mask2rle
+from label_studio_sdk.converter.brush import decode_rle
 
+from backend.brush_rle import encode_mask
 from backend.label_config import BrushTarget
 
 
@@ -15,8 +16,9 @@ class BrushError(ValueError):
 
 
 def mask_rle(mask: np.ndarray) -> list[int]:
-    """Label Studio's brush RLE of an H x W bool mask (painted pixels opaque)."""
-    return [int(v) for v in mask2rle(mask.astype(np.uint8) * 255)]
+    """Label Studio's brush RLE of an H x W bool mask (painted pixels opaque): the bytes of
+    label-studio-sdk's `mask2rle(mask.astype(np.uint8) * 255)`, written with numpy."""
+    return encode_mask(mask).tolist()
 
 
 def mask_result(mask: np.ndarray, target: BrushTarget) -> dict[str, Any]:

@@ -49,10 +49,33 @@ def project_view(registry: Registry, project: int) -> dict[str, Any]:
     }
 
 
+# Kinds of reasons, by a phrase of the reason's text (first match); the reason itself is
+# shown beside each skipped item.
+KINDS = (
+    ("refused", "address refused"),
+    ("took longer", "download too slow"),
+    ("larger than", "too large"),
+    ("above crackal_max", "too large"),
+    ("null byte", "bad URL or path"),
+    ("url", "bad URL or path"),
+    ("local path", "bad URL or path"),
+    ("decode", "unreadable image"),
+    ("image format", "unreadable image"),
+    ("rle", "bad brush mask"),
+    ("size", "mask of another size"),
+    ("value", "bad annotation field"),
+)
+
+
+def reason_kind(reason: str) -> str:
+    text = reason.lower()
+    return next((kind for phrase, kind in KINDS if phrase in text), "other")
+
+
 def _counts(tasks: dict[str, str], labels: dict[str, str]) -> dict[str, int]:
-    """How many were skipped per kind of reason (its text before the first colon)."""
-    kinds = Counter(f"task {r.split(':')[0]}" for r in tasks.values())
-    kinds.update(f"label {r.split(':')[0]}" for r in labels.values())
+    """How many tasks and labels were skipped per kind of reason."""
+    kinds = Counter(f"task: {reason_kind(r)}" for r in tasks.values())
+    kinds.update(f"label: {reason_kind(r)}" for r in labels.values())
     return dict(kinds)
 
 

@@ -145,7 +145,7 @@ class Service:
                     bits = predict_probs(serving.model.model, rgb, serving.model.encoder)
                     bits = bits > serving.model.threshold
                     mask = (mask_rle(bits), bits.shape)
-                    masks.put(sha, *mask)
+                    _remember(masks.put, sha, *mask)
                 out[tid] = Analysed(sha, row, mask)
                 if row is None:
                     to_embed.append((tid, rgb))
@@ -166,7 +166,7 @@ class Service:
             if row is None:
                 out.pop(tid, None)
                 continue
-            serving.cache.put(out[tid].sha, row)
+            _remember(serving.cache.put, out[tid].sha, row)
             out[tid].features = row
         return out
 
@@ -436,6 +436,14 @@ class Service:
             scaled = fit.scaled_at_fit(i_dist)
         scores.update({t: float(1.0 - x) for t, x in zip(s_ids, scaled, strict=True)})
         return scores
+
+
+def _remember(put: Any, *args: Any) -> None:
+    """A cache write that may fail (a full disk) without failing the request."""
+    try:
+        put(*args)
+    except OSError as exc:
+        log.warning("cache write failed (%s): serving without caching", exc)
 
 
 def _project_or_none(project: Any) -> int | None:

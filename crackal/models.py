@@ -1,4 +1,5 @@
-"""`crackal models`: list the registry's versions, switch or roll back the current one."""
+"""`crackal models`: list the registry's versions, switch or roll back a line: the shared
+base model's, or with --project a project's own."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--registry", required=True, type=Path, metavar="DIR")
     p.add_argument("action", nargs="?", choices=("list", "use", "rollback"), default="list")
     p.add_argument("version", nargs="?", help="for use (required) and rollback (optional)")
+    p.add_argument(
+        "--project", type=int, help="a Label Studio project's line (default: the shared one)"
+    )
     p.set_defaults(run=run)
 
 
@@ -21,10 +25,10 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "use":
         if not args.version:
             raise ValueError("models use needs a VERSION")
-        registry.set_current(args.version, reason="crackal models use")
+        registry.set_current(args.version, reason="crackal models use", project=args.project)
     elif args.action == "rollback":
-        registry.rollback(args.version)
-    current = registry.current()
+        registry.rollback(args.version, project=args.project)
+    current = registry.current(args.project)
     print(f"{'':2}{'version':<9}{'parent':<9}{'val ODS':>9}{'threshold':>11}  created")
     for name in registry.versions():
         meta = registry.meta(name)
@@ -34,4 +38,7 @@ def run(args: argparse.Namespace) -> int:
             f"{'-' if ods is None else f'{ods:.4f}':>9}{meta.get('threshold', 0.5):>11.2f}  "
             f"{meta.get('created', '')}"
         )
+    lines = {p: registry.own_current(p) for p in registry.projects()}
+    for project, version in lines.items():
+        print(f"project {project}: {version} (its own line)")
     return 0
