@@ -61,8 +61,8 @@ KINDS = (
     ("local path", "bad URL or path"),
     ("decode", "unreadable image"),
     ("image format", "unreadable image"),
+    ("the image is", "mask of another size"),
     ("rle", "bad brush mask"),
-    ("size", "mask of another size"),
     ("value", "bad annotation field"),
 )
 

@@ -188,12 +188,11 @@ def retrain_project(
     base = load(find_samples(settings.base_train)) if settings.base_train else []
     val = load(find_samples(settings.base_val)) if settings.base_val else []
     registry = service.holder.registry
-    parent = registry.resolve("current", project_id)
     outcome = fit_version(
         registry,
         base,
         val,
-        parent=parent,
+        parent="current",
         added_items=labels,
         config=config or TrainConfig.adapt(),
         promote=promote,
@@ -213,7 +212,7 @@ def retrain_project(
         "tasks": task_ids,
         "skipped": skipped_out,
         "version": outcome.version,
-        "parent": parent,
+        "parent": outcome.meta["parent"],
         "promoted": outcome.promoted,
         "reason": outcome.reason,
         "metrics": outcome.meta["metrics"],

@@ -49,7 +49,8 @@ def fit_version(
     also_evaluate: dict[str, Sequence[Loaded]] | None = None,
     project: int | None = None,
 ) -> FitOutcome:
-    """Train from `parent` (a registry version) or from ImageNet weights, then register.
+    """Train from `parent` (a registry version, or "current": the version serving the
+    `project` line when training begins) or from ImageNet weights, then register.
 
     `promote`: "always" makes the new version current; "if-better" only when its validation
     ODS is at least the parent's (otherwise the parent keeps serving, and the outcome says
@@ -62,6 +63,8 @@ def fit_version(
         raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
     parent_ods = None
     line_before = registry.own_current(project)
+    if parent == "current":  # read with the line, so the compare-and-swap matches it
+        parent = line_before or registry.resolve("current")
     if parent is not None:
         loaded = registry.load(parent)
         model, encoder, parent = loaded.model, loaded.encoder, loaded.version

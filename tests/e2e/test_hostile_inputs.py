@@ -324,10 +324,10 @@ def test_labels_below_the_threshold_train_when_idle_bad_ones_alone_skipped_both_
 
     skipped = jobs["a"]["result"]["skipped"]
     assert set(skipped) == {str(ids[n]) for n in [*broken, "null-value"]}, skipped
-    assert "malformed" in skipped[str(ids["good-2"])]
-    assert "expected" in skipped[str(ids["good-3"])]  # refused from its header
-    assert "value" in skipped[str(ids["null-value"])]
-    assert "size" in skipped[str(ids["deep-tiff"])]
+    assert "RLE is shorter than its header" in skipped[str(ids["good-2"])]
+    assert "expected 480x320x4" in skipped[str(ids["good-3"])]  # refused from its header
+    assert "without an RLE value" in skipped[str(ids["null-value"])]
+    assert "960x640, the image is 480x320" in skipped[str(ids["deep-tiff"])]
     assert jobs["b"]["result"]["skipped"] == {}
     for k, pid in (("a", a), ("b", b)):
         version = trained_registry.current(pid)
