@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.pool_store import PoolStore
+from backend.project_threshold import load_threshold
 from training.registry import Registry, RegistryError
 
 
@@ -39,6 +40,7 @@ def project_view(registry: Registry, project: int) -> dict[str, Any]:
         "serving": serving,
         "metrics": metrics,
         "own_line": registry.own_current(project) is not None,
+        "threshold": load_threshold(registry.root, project) or None,
         "last_switch": history[-1] if history else None,
         "last_trained": (
             {k: trained.get(k) for k in ("version", "decision", "time")} if trained else None

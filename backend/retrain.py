@@ -27,17 +27,22 @@ from PIL import Image
 from backend.annotations import is_labelled, latest_annotation
 from backend.brush import annotation_mask
 from backend.edit_records import EditLog, EditRecord, make_record, starting_prediction
+from backend.project_threshold import MIN_LABELS, save_threshold
 from backend.retention import apply_retention
 from backend.service import Service
 from backend.task_image import TaskImageError
 from selection.atomic import atomic_write
 from selection.images import decode_rgb
 from training.data import find_samples, load
+from training.evaluate import evaluate
 from training.fit import fit_version
 from training.train import TrainConfig
 
 log = logging.getLogger("crackal.retrain")
 
+# Validation ODS (on CRACKAL_BASE_VAL) a project's candidate may lose and still be promoted:
+# a small loss on the base domain is the expected price of adapting to the project's.
+PROMOTION_GUARD = 0.03
 SUFFIX_OF_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp"}
 
 
@@ -130,19 +135,25 @@ def _write_image(stem: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def label_fingerprint(service: Service, project_id: int) -> tuple[str, int]:
-    """A hash of which annotation revision every labelled task has, and how many there are
-    (one streamed pass over the project's tasks, no image fetched)."""
+def label_fingerprint(service: Service, project_id: int) -> tuple[str, dict[int, str]]:
+    """A hash of which annotation revision every labelled task has, and when each labelled
+    task's annotation was last changed (one streamed pass over the tasks, no image fetched)."""
     digest = hashlib.sha256()
-    count = 0
+    updated_at: dict[int, str] = {}
     for task in service.client.tasks(project_id):
         annotation = latest_annotation(task) if isinstance(task.get("id"), int) else None
         if annotation is None:
             continue
-        updated = annotation.get("updated_at") or annotation.get("created_at")
+        updated = str(annotation.get("updated_at") or annotation.get("created_at") or "")
         digest.update(f"{task['id']}:{annotation.get('id')}:{updated}\n".encode())
-        count += 1
-    return digest.hexdigest(), count
+        updated_at[task["id"]] = updated
+    return digest.hexdigest(), updated_at
+
+
+def held_out_count(labels: int) -> int:
+    """How many of the newest labels judge a candidate: a quarter, at least one once there
+    are two (a single label cannot be both trained on and tested)."""
+    return 0 if labels < 2 else max(1, labels // 4)
 
 
 def _trained_path(service: Service, project_id: int) -> Path:
@@ -168,15 +179,15 @@ def retrain_project(
     label changed since the last retrain); returns what happened. The new version is
     promoted into the project's own line (a project never switches the shared base model)."""
     settings = service.settings
-    fingerprint, count = label_fingerprint(service, project_id)
-    if not count:
+    fingerprint, updated_at = label_fingerprint(service, project_id)
+    if not updated_at:
         return {"status": "no labels yet", "project": project_id}
     before = last_trained(service, project_id)
     if only_if_new and before.get("fingerprint") == fingerprint:
         return {
             "status": "no new labels",
             "project": project_id,
-            "labels": count,
+            "labels": len(updated_at),
             "last_trained": before.get("version"),
         }
     folder, task_ids, skipped = export_labels(service, project_id)
@@ -185,6 +196,11 @@ def retrain_project(
         _record_trained(service, project_id, fingerprint, None, "no usable labels", skipped_out)
         return {"status": "no usable labels", "project": project_id, "skipped": skipped_out}
     labels = load(find_samples(folder, set_name=f"project-{project_id}"))
+    judge: list = []
+    if promote == "if-better":  # the newest labels test the candidate before training it
+        labels.sort(key=lambda item: updated_at.get(_task_of(item), ""))
+        cut = len(labels) - held_out_count(len(labels))
+        labels, judge = labels[:cut], labels[cut:]
     base = load(find_samples(settings.base_train)) if settings.base_train else []
     val = load(find_samples(settings.base_val)) if settings.base_val else []
     registry = service.holder.registry
@@ -200,8 +216,11 @@ def retrain_project(
         note=f"adapted to {len(labels)} labels of Label Studio project {project_id}",
         also_evaluate={"labelled": labels},
         project=project_id,
+        judge=judge,
+        guard=PROMOTION_GUARD,
     )
     log.info("project %s: %s (%s)", project_id, outcome.version, outcome.reason)
+    threshold = refit_threshold(service, project_id, [*labels, *judge])
     _record_trained(service, project_id, fingerprint, outcome.version, outcome.reason, skipped_out)
     apply_retention(registry, settings.cache, settings.keep_versions)
     rescored = service.rescore_project(project_id)
@@ -209,6 +228,7 @@ def retrain_project(
         "status": "trained",
         "project": project_id,
         "labels": len(labels),
+        "held_out": [_task_of(item) for item in judge],
         "tasks": task_ids,
         "skipped": skipped_out,
         "version": outcome.version,
@@ -216,8 +236,33 @@ def retrain_project(
         "promoted": outcome.promoted,
         "reason": outcome.reason,
         "metrics": outcome.meta["metrics"],
+        "threshold": threshold,
         "serving": rescored.model_version,
     }
+
+
+def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str, Any] | None:
+    """Fit the serving version's mask threshold on all the project's labelled images (pooled
+    ODS threshold) and keep it for the project's pre-annotations (None: too few labels)."""
+    if len(labels) < MIN_LABELS:
+        return None
+    registry = service.holder.registry
+    loaded = registry.load("current", project_id)
+    scores = evaluate(loaded.model, loaded.encoder, labels).scores
+    save_threshold(
+        service.settings.registry, project_id, loaded.version, scores.ods_threshold, len(labels)
+    )
+    return {
+        "version": loaded.version,
+        "threshold": scores.ods_threshold,
+        "version_threshold": loaded.threshold,
+        "labels_ods": scores.ods,
+        "labels": len(labels),
+    }
+
+
+def _task_of(item: Any) -> int:
+    return int(item.sample.image.stem.removeprefix("task-"))
 
 
 def _record_trained(

@@ -31,6 +31,7 @@ from backend.model_holder import ModelHolder, Serving
 from backend.pool_store import PoolStore
 from backend.prediction_label import labelled_version, version_label
 from backend.project_options import load_options
+from backend.project_threshold import project_threshold
 from backend.settings import Settings
 from backend.task_image import TaskImageError, fetch_task_image, image_url
 from selection.distance_fit import DistanceFit
@@ -117,9 +118,13 @@ class Service:
         label = self.project_settings(project_id).crack_label
         return parse_brush_target(config, label or None)
 
-    def masks(self, serving: Serving) -> MaskCache:
-        model = serving.model
-        return MaskCache(self.settings.cache, model.meta["weights_sha256"], model.threshold)
+    def threshold(self, serving: Serving, project: int | None) -> float:
+        """The project's own threshold for this version when refitted, else the version's."""
+        own = project_threshold(self.settings.registry, project, serving.version)
+        return serving.model.threshold if own is None else own
+
+    def masks(self, serving: Serving, threshold: float) -> MaskCache:
+        return MaskCache(self.settings.cache, serving.model.meta["weights_sha256"], threshold)
 
     # -- per-task work ----------------------------------------------------------------------
     def analyse(
@@ -127,10 +132,12 @@ class Service:
         serving: Serving,
         batch: Sequence[tuple[int, bytes, bool]],
         errors: dict[int, str],
+        project: int | None = None,
     ) -> dict[int, Analysed]:
         """Features (and, where the flag asks, masks) of (task id, image bytes, want mask)
         items; cached ones cost no model time. Failures go to `errors`, one task each."""
-        masks = self.masks(serving)
+        threshold = self.threshold(serving, project)
+        masks = self.masks(serving, threshold)
         out: dict[int, Analysed] = {}
         to_embed: list[tuple[int, np.ndarray]] = []
         for tid, data, want_mask in batch:
@@ -143,7 +150,7 @@ class Service:
                     rgb = decode_rgb(data, f"task {tid}")
                 if want_mask and mask is None:
                     bits = predict_probs(serving.model.model, rgb, serving.model.encoder)
-                    bits = bits > serving.model.threshold
+                    bits = bits > threshold
                     mask = (mask_rle(bits), bits.shape)
                     _remember(masks.put, sha, *mask)
                 out[tid] = Analysed(sha, row, mask)
@@ -219,7 +226,7 @@ class Service:
         serving = self.holder.current(project_id)
         target = self.target(project_id)
         store = PoolStore(self.settings.registry, project_id)
-        masks = self.masks(serving)
+        masks = self.masks(serving, self.threshold(serving, project_id))
         known = store.load_index()
         index: dict[int, dict[str, str]] = {}
         features: dict[int, np.ndarray] = {}
@@ -231,7 +238,7 @@ class Service:
 
         def flush() -> None:
             batch = [(tid, data, not lab) for tid, _, data, lab in pending]
-            for tid, result in self.analyse(serving, batch, errors).items():
+            for tid, result in self.analyse(serving, batch, errors, project_id).items():
                 features[tid] = result.features
                 index[tid] = {
                     "url": next(u for t, u, _, _ in pending if t == tid),
@@ -382,7 +389,8 @@ class Service:
         the project's stored fit; without one, the tasks of this call are the pool."""
         label = self.project_settings(project).crack_label  # the defaults without a project
         target = parse_brush_target(label_config, label or None)
-        serving = self.holder.current(_project_or_none(project))
+        project_id = _project_or_none(project)
+        serving = self.holder.current(project_id)
         errors: dict[int, str] = {}
         batch = []
         for task in tasks:
@@ -390,7 +398,7 @@ class Service:
                 batch.append((task["id"], self.fetch_image(task, target), True))
             except TaskImageError as exc:
                 errors[task["id"]] = str(exc)
-        analysed = self.analyse(serving, batch, errors)
+        analysed = self.analyse(serving, batch, errors, project_id)
         scores = self._call_scores(serving, tasks, analysed, project, errors)
         out = []
         for task in tasks:

@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     for pid, view in sorted((health.get("projects") or {}).items(), key=lambda kv: int(kv[0])):
         line = "its own line" if view.get("own_line") else "the shared base model"
         print(f"project {pid}: serving {view.get('serving')} ({line})")
+        own = view.get("threshold") or {}
+        if own.get("version") == view.get("serving"):
+            print(f"  mask threshold {own['threshold']:.2f}, refitted on {own['labels']} labels")
         trained = view.get("last_trained")
         if trained:
             print(f"  last retrain: {trained.get('version')}: {trained.get('decision')}")

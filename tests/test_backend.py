@@ -446,3 +446,24 @@ def test_fewer_labels_than_the_threshold_train_once_labels_stop(settings):
         time.sleep(0.2)  # the retrain starts (and fails: Label Studio is unreachable here)
     assert "retrain:31" in queue.status()["last"]
     assert queue.status()["train_when_idle"] == {}
+
+
+def test_a_projects_refitted_threshold_makes_its_masks_and_only_for_its_version(
+    client, images, registry, settings
+):
+    from backend.project_threshold import save_threshold
+    from training.predict import predict_probs
+
+    loaded = registry.load()
+    probs = predict_probs(loaded.model, read_rgb(images[1]), loaded.encoder)
+    own = float(np.quantile(probs, 0.9))  # far from the version's own threshold
+    save_threshold(settings.registry, 41, loaded.version, own, labels=5)
+    save_threshold(settings.registry, 42, "v99", own, labels=5)  # fitted for another version
+    task = {"id": 1, "data": {"photo": data_url(images[1])}}
+    masks = {}
+    for project in (41, 42):
+        (pred,) = predict(client, [task], project=project)[0]
+        rle = pred["result"][0]["value"]["rle"]
+        masks[project] = decode_rle(rle).reshape((*probs.shape, 4))[..., 3] > 0
+    assert np.array_equal(masks[41], probs > own)
+    assert np.array_equal(masks[42], probs > loaded.threshold)

@@ -48,6 +48,8 @@ def fit_version(
     progress: bool = True,
     also_evaluate: dict[str, Sequence[Loaded]] | None = None,
     project: int | None = None,
+    judge: Sequence[Loaded] = (),
+    guard: float = 0.0,
 ) -> FitOutcome:
     """Train from `parent` (a registry version, or "current": the version serving the
     `project` line when training begins) or from ImageNet weights, then register.
@@ -58,10 +60,15 @@ def fit_version(
     the version's metrics beside the validation set's. `project` names the line the new
     version is promoted into (default: the shared one); the switch happens only if that line
     still serves what it served when training began (a rollback meanwhile stays).
+
+    "if-better" with `judge` (labelled images the new version did not train on, e.g. a
+    project's newest labels) promotes when the new version's ODS on them is at least the
+    parent's and its validation ODS fell by at most `guard`; without `judge`, when its
+    validation ODS is at least the parent's minus `guard`.
     """
     if promote not in ("always", "if-better", "never"):
         raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
-    parent_ods = None
+    parent_ods = parent_judged = None
     line_before = registry.own_current(project)
     if parent == "current":  # read with the line, so the compare-and-swap matches it
         parent = line_before or registry.resolve("current")
@@ -71,6 +78,8 @@ def fit_version(
         config = config or TrainConfig.adapt()
         if promote == "if-better" and val_items:
             parent_ods = evaluate(model, encoder, val_items).scores.ods
+        if promote == "if-better" and judge:
+            parent_judged = evaluate(model, encoder, judge).scores.ods
     else:
         model = build_model(encoder)
         config = config or TrainConfig.base()
@@ -83,6 +92,10 @@ def fit_version(
     for name, items in (also_evaluate or {}).items():
         if items:
             metrics[name] = evaluate(model, encoder, items).scores.as_dict()
+    if judge:
+        metrics["held_out"] = evaluate(model, encoder, judge).scores.as_dict()
+        metrics["held_out"]["images"] = len(judge)
+        metrics["held_out"]["parent_ods"] = parent_judged
     meta = {
         "encoder": encoder,
         "architecture": "UnetPlusPlus",
@@ -102,22 +115,58 @@ def fit_version(
         },
     }
     version = registry.register(result.state_dict, meta)
-    promoted, reason = _decide(promote, parent, metrics.get("val", {}).get("ods"), parent_ods)
+    judged = Judged(
+        metrics.get("val", {}).get("ods"),
+        parent_ods,
+        metrics["held_out"]["ods"] if judge else None,
+        parent_judged,
+        len(judge),
+        guard,
+    )
+    promoted, reason = _decide(promote, parent, judged)
     if promoted and not registry.promote(version, line_before, reason, project):
         now = registry.current(project)
         promoted, reason = False, f"not made current: the line changed to {now} during training"
     return FitOutcome(version, promoted, reason, result, registry.meta(version))
 
 
-def _decide(
-    promote: str, parent: str | None, new: float | None, old: float | None
-) -> tuple[bool, str]:
+@dataclass(frozen=True)
+class Judged:
+    """What a promotion decision compares: validation ODS (new, parent) and ODS on the
+    held-out labels (new, parent, how many), and the validation ODS a candidate may lose."""
+
+    val: float | None
+    parent_val: float | None
+    held_out: float | None
+    parent_held_out: float | None
+    held_out_images: int
+    guard: float
+
+
+def _decide(promote: str, parent: str | None, j: Judged) -> tuple[bool, str]:
     if promote == "never":
         return False, "registered only (promote=never)"
     if promote == "always" or parent is None:
         return True, "trained" if parent is None else "adapted"
-    if new is None or old is None:
+    val_ok = j.val is None or j.parent_val is None or j.val >= j.parent_val - j.guard
+    val_text = (
+        f"validation ODS {j.val:.4f} vs its {j.parent_val:.4f}"
+        if j.val is not None and j.parent_val is not None
+        else "no validation set"
+    )
+    if j.held_out is not None and j.parent_held_out is not None:
+        held = (
+            f"ODS on the {j.held_out_images} newest label(s), held out, "
+            f"{j.held_out:.4f} vs {parent}'s {j.parent_held_out:.4f}"
+        )
+        if not val_ok:
+            return False, f"kept {parent}: {val_text} fell by more than {j.guard} ({held})"
+        if j.held_out >= j.parent_held_out:
+            return True, f"adapted: {held}; {val_text} (guard {j.guard})"
+        return False, f"kept {parent}: {held}; {val_text}"
+    if j.val is None or j.parent_val is None:
         return True, "adapted (no validation ODS to compare)"
-    if new >= old:
-        return True, f"adapted: validation ODS {new:.4f} >= parent's {old:.4f}"
-    return False, f"kept {parent}: validation ODS {new:.4f} < its {old:.4f}"
+    if val_ok:
+        rule = f"within {j.guard} of" if j.guard else "at least"
+        return True, f"adapted: nothing held out; {val_text} is {rule} the parent's"
+    return False, f"kept {parent}: nothing held out; {val_text}, lower by more than {j.guard}"
