@@ -52,12 +52,34 @@ def name_allowed(scheme: str, host: str, port: int | None, settings: Settings) -
     return host in settings.allowed_hosts or f"{host}:{port}" in settings.allowed_hosts
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64, IPv4-compatible), if any."""
+    if ip.version != 6:
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    low = int(ip) & 0xFFFFFFFF
+    if ip in NAT64 or (int(ip) >> 32 == 0 and low > 1):  # ::a.b.c.d, not :: or ::1
+        return ipaddress.IPv4Address(low)
+    return None
+
+
 def address_refusal(host: str, address: str, settings: Settings) -> str | None:
     """Why `host`, resolved to `address`, may not be connected to, or None when it may: the
     address is public or inside a network of CRACKAL_ALLOWED_HOSTS."""
     ip = ipaddress.ip_address(address.split("%")[0])
     if any(ip in net for net in allowed_networks(settings.allowed_hosts)):
         return None
+    inner = embedded_ipv4(ip)
+    if inner is not None and (not inner.is_global or inner.is_multicast):
+        return f"host {host!r} is at {ip}, which carries the private or reserved address {inner}"
     if not ip.is_global or ip.is_multicast:
         return (
             f"host {host!r} is at {ip}, a private or reserved address "

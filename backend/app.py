@@ -1,4 +1,5 @@
-"""The Label Studio ML backend HTTP API: /health, /setup, /predict, /webhook, /train.
+"""The Label Studio ML backend HTTP API: /health, /setup, /predict, /webhook, /train, and
+the project dashboard (/dashboard, /dashboard/data).
 
 Label Studio calls /setup often and expects an answer within seconds, and gives webhooks
 one second: both only read small files and enqueue work. Labels below the retrain
@@ -14,6 +15,7 @@ was started insecure on purpose; without credentials `/health` only says it is u
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import threading
@@ -23,6 +25,8 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import BadRequest
 
+from backend.dashboard import dashboard_data
+from backend.dashboard_page import render_page
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.prediction_label import version_label
 from backend.project_options import ProjectOptions, save_options
@@ -83,11 +87,19 @@ def create_app(
         while True:
             time.sleep(min(5.0, settings.idle_delay / 4))
             try:
-                for project in queue.take_idle(time.time()):
-                    log.info("project %s: labels idle: retraining", project)
-                    retrain(project)
+                due = queue.take_idle(time.time())
             except Exception as exc:  # Redis down: try again at the next tick
-                log.error("idle training not queued: %s", exc)
+                log.error("idle training not checked: %s", exc)
+                continue
+            for project in due:
+                try:
+                    log.info("project %s: labels idle: retraining", project)
+                    queue.submit("retrain", project)
+                    queue.reset_label_events(project)
+                except Exception as exc:  # keep the deadline: the next tick tries again
+                    log.error("project %s: idle retrain not queued: %s", project, exc)
+                    with contextlib.suppress(Exception):
+                        queue.train_when_idle(project, time.time())
 
     threading.Thread(target=train_idle_projects, name="crackal-idle", daemon=True).start()
     for known in known_projects(registry):
@@ -139,7 +151,10 @@ def create_app(
         if not authenticated():
             return jsonify(status="UP", model_class="crackal")
         current = registry.current()
-        metrics = registry.meta(current).get("metrics") if current else None
+        try:
+            metrics = registry.meta(current).get("metrics") if current else None
+        except RegistryError as exc:  # a damaged shared version: say so, stay up
+            metrics = {"error": str(exc)}
         try:
             jobs = queue.status()
         except Exception as exc:  # the queue (Redis) is down: say so, stay up
@@ -235,6 +250,17 @@ def create_app(
         if action in RESCORE_EVENTS:
             return jsonify(action=action, status=rescore(project))
         return jsonify(action=action, status="ignored")
+
+    @app.get("/dashboard/data")
+    def dashboard_json():
+        """The project's dashboard numbers (backend/dashboard.py)."""
+        return jsonify(dashboard_data(settings.registry, _project(request.args.get("project"))))
+
+    @app.get("/dashboard")
+    def dashboard():
+        """The project's dashboard page: curves, stop signal, versions, labels."""
+        data = dashboard_data(settings.registry, _project(request.args.get("project")))
+        return render_page(data), 200, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.post("/train")
     def train():

@@ -1,6 +1,8 @@
 """Every submitted annotation is a free test of the version that pre-annotated it: how much
 of crackal's mask the annotator kept (pixel F, and F with DeepCrack's 2-pixel tolerance),
-with the prediction's version and score and the time the annotator spent (`lead_time`).
+with the prediction's version and score, the task's scaled distance under that version
+(from the last scoring job, when it scored with that version) and the time the annotator
+spent (`lead_time`).
 
 One record per annotation revision (annotation id + its `updated_at`), appended to
 `<registry>/projects/project-<id>/edits.jsonl`; records survive restarts and re-scoring
@@ -37,6 +39,7 @@ class EditRecord:
     predicted_pixels: int
     lead_time: float | None
     recorded_at: float
+    scaled_distance: float | None = None  # the task's scaled I_dist under that version
 
     @property
     def key(self) -> tuple[int, str]:
@@ -73,6 +76,7 @@ def make_record(
     prediction: dict[str, Any],
     predicted: np.ndarray,
     label: np.ndarray,
+    scaled_distance: float | None = None,
 ) -> EditRecord:
     lead = annotation.get("lead_time")
     score = prediction.get("score")
@@ -89,6 +93,7 @@ def make_record(
         predicted_pixels=int(predicted.sum()),
         lead_time=float(lead) if isinstance(lead, int | float) else None,
         recorded_at=time.time(),
+        scaled_distance=scaled_distance,
     )
 
 

@@ -21,7 +21,7 @@ def run_job(kind: str, project: int, service: Service) -> dict[str, Any]:
     of the same project (a re-score and a retrain of it wait for each other)."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(KINDS)})")
-    with project_lock(service.settings.registry, project):
+    with project_lock(service.settings.registry, project, wait=service.settings.job_timeout):
         if kind == "rescore":
             return service.rescore_project(project).as_dict()
         s = service.settings

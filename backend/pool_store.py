@@ -5,6 +5,8 @@
         model version, extractor and base set (`Serving.fit_key`)
     <registry>/projects/project-<id>/skipped.json      task id -> why the last scoring
         skipped it
+    <registry>/projects/project-<id>/distances.json    the last scoring's model version and
+        each unlabelled task's scaled I_dist
 
 The scoring job writes both; `/predict` reads the fit, so scoring k tasks costs k images.
 """
@@ -54,3 +56,17 @@ class PoolStore:
         except (OSError, ValueError):
             return {}
         return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+    def save_distances(self, version: str, scaled: dict[int, float]) -> None:
+        state = {"version": version, "scaled": {str(k): float(v) for k, v in scaled.items()}}
+        with atomic_write(self.folder / "distances.json", "w") as fh:
+            json.dump(state, fh)
+
+    def load_distances(self) -> tuple[str | None, dict[int, float]]:
+        """(model version, task id -> scaled I_dist) of the last scoring; (None, {})
+        when absent or unreadable."""
+        try:
+            raw = json.loads((self.folder / "distances.json").read_text())
+            return raw["version"], {int(k): float(v) for k, v in raw["scaled"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None, {}

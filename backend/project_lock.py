@@ -1,29 +1,42 @@
 """One job per project at a time, across threads, processes and the workers that share the
 registry volume: an exclusive `flock` on `<registry>/projects/project-<id>/.job.lock`, held
-for the job's run and released by the kernel when its process dies."""
+for the job's run and released by the kernel when its process dies. Across machines this
+needs a shared filesystem whose locks work (local disks, NFSv4; not every CIFS mount)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger("crackal.jobs")
 
 
+class ProjectBusyError(TimeoutError):
+    """Another job of the project held its lock for longer than this job may wait."""
+
+
 @contextlib.contextmanager
-def project_lock(registry_root: Path | str, project: int) -> Iterator[None]:
-    """Hold the project's job lock (waiting for a job of the project that runs)."""
+def project_lock(registry_root: Path | str, project: int, wait: float = 3600.0) -> Iterator[None]:
+    """Hold the project's job lock, waiting at most `wait` seconds for a job of the project
+    that runs (then ProjectBusyError: the job fails and is retried later)."""
     folder = Path(registry_root) / "projects" / f"project-{int(project)}"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".job.lock", "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("project %s: waiting for its running job", project)
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ProjectBusyError(
+                        f"project {project}: another job held it for over {wait:.0f} s"
+                    ) from None
+                time.sleep(0.5)
         try:
             yield
         finally:

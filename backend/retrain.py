@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from PIL import Image
 from backend.annotations import is_labelled, latest_annotation
 from backend.brush import annotation_mask
 from backend.edit_records import EditLog, EditRecord, make_record, starting_prediction
+from backend.pool_store import PoolStore
+from backend.prediction_label import labelled_version
 from backend.project_threshold import MIN_LABELS, save_threshold
 from backend.retention import apply_retention
 from backend.service import Service
@@ -69,6 +72,7 @@ def export_labels(service: Service, project_id: int) -> tuple[Path, list[int], d
     skipped: dict[int, str] = {}
     edits = EditLog(service.settings.registry, project_id)
     recorded, new_edits = edits.keys(), []
+    distances = PoolStore(service.settings.registry, project_id).load_distances()
     for task in service.client.tasks(project_id):
         if not is_labelled(task) or not isinstance(task.get("id"), int):
             continue
@@ -78,7 +82,7 @@ def export_labels(service: Service, project_id: int) -> tuple[Path, list[int], d
             shape = decode_rgb(data, f"task {tid}").shape[:2]
             annotation = latest_annotation(task)
             mask = annotation_mask(annotation.get("result"), target, shape)
-            record = _edit_record(task, annotation, mask, target, recorded)
+            record = _edit_record(task, annotation, mask, target, recorded, distances)
             if record is not None:
                 new_edits.append(record)
             _write_image(fresh / "images" / f"task-{tid}", data)
@@ -106,6 +110,7 @@ def _edit_record(
     label: np.ndarray,
     target: Any,
     recorded: set[tuple[int, str]],
+    distances: tuple[str | None, dict[int, float]],
 ) -> EditRecord | None:
     """The edit record of this annotation revision, when it is new and started from one of
     our predictions whose mask can be read (else None: a record never costs a label)."""
@@ -120,7 +125,10 @@ def _edit_record(
     except Exception as exc:  # the prediction's mask is unreadable: no record
         log.warning("task %s: no edit record: %s", task.get("id"), exc)
         return None
-    return make_record(task["id"], annotation, prediction, predicted, label)
+    version, scaled = distances
+    same = version is not None and labelled_version(prediction.get("model_version")) == version
+    distance = scaled.get(task["id"]) if same else None
+    return make_record(task["id"], annotation, prediction, predicted, label, distance)
 
 
 def _write_image(stem: Path, data: bytes) -> None:
@@ -135,19 +143,25 @@ def _write_image(stem: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def label_fingerprint(service: Service, project_id: int) -> tuple[str, dict[int, str]]:
-    """A hash of which annotation revision every labelled task has, and when each labelled
-    task's annotation was last changed (one streamed pass over the tasks, no image fetched)."""
-    digest = hashlib.sha256()
-    updated_at: dict[int, str] = {}
+def label_revisions(service: Service, project_id: int) -> dict[int, tuple[str, str]]:
+    """Labelled task id -> (when its annotation last changed, annotation id): one streamed
+    pass over the project's tasks, no image fetched."""
+    revisions: dict[int, tuple[str, str]] = {}
     for task in service.client.tasks(project_id):
         annotation = latest_annotation(task) if isinstance(task.get("id"), int) else None
         if annotation is None:
             continue
         updated = str(annotation.get("updated_at") or annotation.get("created_at") or "")
-        digest.update(f"{task['id']}:{annotation.get('id')}:{updated}\n".encode())
-        updated_at[task["id"]] = updated
-    return digest.hexdigest(), updated_at
+        revisions[task["id"]] = (updated, str(annotation.get("id")))
+    return revisions
+
+
+def fingerprint(revisions: dict[int, tuple[str, str]], tasks: Iterable[int]) -> str:
+    """A hash of the annotation revisions of `tasks`."""
+    digest = hashlib.sha256()
+    for tid in sorted(tasks):
+        digest.update(f"{tid}:{revisions[tid][1]}:{revisions[tid][0]}\n".encode())
+    return digest.hexdigest()
 
 
 def held_out_count(labels: int) -> int:
@@ -179,28 +193,31 @@ def retrain_project(
     label changed since the last retrain); returns what happened. The new version is
     promoted into the project's own line (a project never switches the shared base model)."""
     settings = service.settings
-    fingerprint, updated_at = label_fingerprint(service, project_id)
-    if not updated_at:
+    revisions = label_revisions(service, project_id)
+    if not revisions:
         return {"status": "no labels yet", "project": project_id}
     before = last_trained(service, project_id)
-    if only_if_new and before.get("fingerprint") == fingerprint:
+    if only_if_new and before.get("fingerprint") == fingerprint(revisions, revisions):
         return {
             "status": "no new labels",
             "project": project_id,
-            "labels": len(updated_at),
+            "labels": len(revisions),
             "last_trained": before.get("version"),
         }
     folder, task_ids, skipped = export_labels(service, project_id)
     skipped_out = {str(k): v for k, v in skipped.items()}
     if not task_ids:
-        _record_trained(service, project_id, fingerprint, None, "no usable labels", skipped_out)
+        everything = fingerprint(revisions, revisions)
+        _record_trained(service, project_id, everything, None, "no usable labels", skipped_out)
         return {"status": "no usable labels", "project": project_id, "skipped": skipped_out}
     labels = load(find_samples(folder, set_name=f"project-{project_id}"))
     judge: list = []
+    judged_before = set(before.get("held_out") or [])
     if promote == "if-better":  # the newest labels test the candidate before training it
-        labels.sort(key=lambda item: updated_at.get(_task_of(item), ""))
-        cut = len(labels) - held_out_count(len(labels))
-        labels, judge = labels[:cut], labels[cut:]
+        labels.sort(key=lambda item: revisions.get(_task_of(item), ("", ""))[0])
+        fresh = [i for i in labels if _task_of(i) not in judged_before]  # once per label
+        judge = fresh[len(fresh) - min(held_out_count(len(labels)), len(fresh)) :]
+        labels = [i for i in labels if i not in judge]
     base = load(find_samples(settings.base_train)) if settings.base_train else []
     val = load(find_samples(settings.base_val)) if settings.base_val else []
     registry = service.holder.registry
@@ -220,9 +237,23 @@ def retrain_project(
         guard=PROMOTION_GUARD,
     )
     log.info("project %s: %s (%s)", project_id, outcome.version, outcome.reason)
-    threshold = refit_threshold(service, project_id, [*labels, *judge])
-    _record_trained(service, project_id, fingerprint, outcome.version, outcome.reason, skipped_out)
-    apply_retention(registry, settings.cache, settings.keep_versions)
+    try:
+        threshold = refit_threshold(service, project_id, [*labels, *judge])
+        apply_retention(registry, settings.cache, settings.keep_versions)
+    except OSError as exc:  # a full disk: the new version stands, the rest waits
+        log.error("project %s: threshold or retention skipped: %s", project_id, exc)
+        threshold = None
+    judged = {_task_of(i) for i in judge}
+    held = sorted(judged_before | judged)
+    _record_trained(  # the labels held out now count as not yet trained on: reconciled later
+        service,
+        project_id,
+        fingerprint(revisions, [t for t in revisions if t not in judged]),
+        outcome.version,
+        outcome.reason,
+        skipped_out,
+        held,
+    )
     rescored = service.rescore_project(project_id)
     return {
         "status": "trained",
@@ -268,13 +299,15 @@ def _task_of(item: Any) -> int:
 def _record_trained(
     service: Service,
     project_id: int,
-    fingerprint: str,
+    label_hash: str,
     version: str | None,
     decision: str,
     skipped: dict[str, str],
+    held_out: list[int] | None = None,
 ) -> None:
     state = {
-        "fingerprint": fingerprint,
+        "held_out": held_out or [],
+        "fingerprint": label_hash,
         "version": version,
         "decision": decision,
         "time": time.time(),

@@ -12,6 +12,7 @@ from crackal import (
     demo,
     evaluate,
     models,
+    report,
     score,
     serve,
     simulate,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     worker.add_parser(sub)
     status.add_parser(sub)
+    report.add_parser(sub)
     demo.add_parser(sub)
     return parser
 

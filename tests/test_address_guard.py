@@ -80,6 +80,9 @@ def settings(**kw) -> Settings:
         "http://0.0.0.0/x.jpg",
         "http://2130706433/x.jpg",  # 127.0.0.1 as one decimal number
         "http://0x7f.1/x.jpg",
+        "http://[64:ff9b::a9fe:a9fe]/latest/",  # NAT64 of 169.254.169.254
+        "http://[2002:7f00:1::]/x.jpg",  # 6to4 of 127.0.0.1
+        "http://[::127.0.0.1]/x.jpg",  # IPv4-compatible
     ],
 )
 def test_internal_addresses_are_refused(url):

@@ -114,13 +114,17 @@ def test_a_damaged_current_falls_back_to_the_newest_intact_earlier_version(tmp_p
     assert registry.load_serving()[1] is None  # the shared line was never damaged
 
 
-def test_prune_keeps_the_newest_and_every_lines_current(tmp_path):
+def test_prune_keeps_the_newest_every_lines_current_and_its_rollback_targets(tmp_path):
     register_many(str(tmp_path), 6)
     registry = Registry(tmp_path)
     registry.set_current("v1")
     registry.set_current("v3", project=2)
     assert registry.prune(2) == ["v2", "v4"]
     assert registry.versions() == ["v1", "v3", "v5", "v6"]
+    registry.set_current("v5", project=2)
+    register_many(str(tmp_path), 3)  # v7, v8, v9
+    assert registry.prune(2) == ["v6", "v7"]  # v3 stays: project 2 may roll back to it
+    assert registry.rollback(project=2) == "v3"
     with pytest.raises(ValueError):
         registry.prune(0)
 

@@ -40,6 +40,7 @@ from training.model import build_model
 
 _VERSION = re.compile(r"^v(\d+)$")
 log = logging.getLogger("crackal.registry")
+PROTECTED_PREVIOUS = 3  # switches per line whose versions retention keeps (rollback targets)
 
 
 class RegistryError(LookupError):
@@ -169,11 +170,14 @@ class Registry:
             raise RegistryError(f"version {name} cannot be loaded: {exc}"[:500]) from None
         return LoadedModel(name, model.eval(), meta)
 
-    def load_serving(self, project: int | None = None) -> tuple[LoadedModel, str | None]:
-        """The line's current version, or, when it is damaged, the newest intact one it
-        served before (then the shared line's, then any version, newest first), logged
-        loudly; returns the model and what was wrong (None when nothing was)."""
-        wanted = self.resolve("current", project)
+    def load_serving(
+        self, project: int | None = None, wanted: str | None = None
+    ) -> tuple[LoadedModel, str | None]:
+        """`wanted` (default: the line's current version), or, when it is damaged, the newest
+        intact version the line served before, then the shared line's current and earlier
+        ones (never another project's), logged loudly; returns the model and what was wrong
+        (None when nothing was)."""
+        wanted = wanted or self.resolve("current", project)
         try:
             return self.load(wanted), None
         except RegistryError as exc:
@@ -191,10 +195,10 @@ class Registry:
 
     def _fallbacks(self, wanted: str, project: int | None) -> Iterator[str]:
         seen = {wanted}
-        lines = [project, None] if project is not None else [None]
-        earlier = [e.get("previous") for line in lines for e in reversed(self.history(line))]
+        own = [e.get("previous") for e in reversed(self.history(project))]
         shared = [self.own_current(None)] if project is not None else []
-        for name in [*earlier, *shared, *reversed(self.versions())]:
+        shared += [e.get("previous") for e in reversed(self.history(None))]
+        for name in [*own, *shared]:
             if name and name not in seen and _VERSION.match(name):
                 seen.add(name)
                 yield name
@@ -316,15 +320,23 @@ class Registry:
         self.set_current(version, reason="rollback", project=project)
         return self.resolve(version)
 
+    def protected(self) -> set[str]:
+        """Versions a line serves or could roll back to (its last PROTECTED_PREVIOUS)."""
+        keep = set()
+        for line in [None, *self.projects()]:
+            keep.add(self.own_current(line))
+            history = self.history(line)[-PROTECTED_PREVIOUS:]
+            keep |= {e.get("previous") for e in history} | {e.get("version") for e in history}
+        return {name for name in keep if name}
+
     def prune(self, keep: int) -> list[str]:
-        """Delete versions beyond the newest `keep`, except any line's current version;
-        returns the names deleted."""
+        """Delete versions beyond the newest `keep`, except those any line serves or could
+        roll back to; returns the names deleted."""
         if keep < 1:
             raise ValueError("keep at least one version")
-        serving = {self.own_current(None)} | {self.own_current(p) for p in self.projects()}
         removed = []
         for name in self.versions()[:-keep]:
-            if name in serving:
+            if name in self.protected():  # read again per version: a line may just switch
                 continue
             trash = self.versions_dir / f".trash-{name}-{os.getpid()}"
             with contextlib.suppress(FileNotFoundError):
