@@ -66,6 +66,7 @@ def dashboard_data(
         {
             "task": r.task,
             "annotation": r.annotation,
+            "prediction": r.prediction,
             "f": r.pixel_f,
             "tolerant_f": r.tolerant_f,
             "scaled_distance": r.scaled_distance,

@@ -12,10 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
+from label_studio_sdk.converter.brush import decode_rle
 
-from backend.prediction_label import version_label
+from backend.prediction_label import labelled_version, version_label
 
 from .helpers import BACKEND, brush_annotation, make_project, prediction, wait_for
 
@@ -28,8 +30,16 @@ def project(label_studio, rq_backend, crack_data, trained_registry):
     )
 
 
+# crackal's predictions each annotated task had when its label was posted: id -> RLE
+SEEN_PREDICTIONS: dict[int, list[int]] = {}
+
+
 def annotate(ls, task: dict, crack_data) -> None:
     mask = crack_data / "crack500" / "masks" / f"{task['source'].stem}.png"
+    current = ls.call("GET", f"/api/tasks/{task['id']}")
+    for p in current.get("predictions") or []:
+        if labelled_version(p.get("model_version")):
+            SEEN_PREDICTIONS[p["id"]] = p["result"][0]["value"]["rle"]
     ls.call("POST", f"/api/tasks/{task['id']}/annotations", json=brush_annotation(mask))
 
 
@@ -289,3 +299,36 @@ def test_rq_dashboard_shows_the_crackal_queue_and_its_worker(rq_backend, tmp_pat
         assert "crackal" in {q["name"] for q in queues}
         workers = requests.get(f"{url}/0/data/workers.json", timeout=10).json()["workers"]
         assert any("crackal" in w["queues"] for w in workers), workers
+
+
+def f_of(predicted: np.ndarray, label: np.ndarray) -> float:
+    """Pixel F of a binary mask against a label with cracks, computed here from scratch."""
+    tp = float((predicted & label).sum())
+    precision = tp / predicted.sum() if predicted.sum() else 1.0
+    recall = tp / label.sum()
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def test_the_dashboard_lists_every_label_against_its_pre_annotation_as_recomputed(
+    label_studio, rq_backend, project
+):
+    """Each label's F on the dashboard equals F recomputed from the RLEs of the annotation
+    and of the prediction the annotator started from (as Label Studio stored them)."""
+    wait_idle(rq_backend["url"], project["id"])
+    url = f"{rq_backend['url']}/dashboard/data?project={project['id']}"
+    edits = BACKEND.get(url, timeout=30).json()["edits"]
+    checked = 0
+    for edit in edits:
+        if edit["prediction"] not in SEEN_PREDICTIONS:
+            continue  # a re-score replaced the predictions while the label was posted
+        annotation = label_studio.call("GET", f"/api/annotations/{edit['annotation']}")
+        value = annotation["result"][0]
+        h, w = value["original_height"], value["original_width"]
+        label = decode_rle(value["value"]["rle"]).reshape(h, w, 4)[..., 3] > 0
+        shown = decode_rle(SEEN_PREDICTIONS[edit["prediction"]]).reshape(h, w, 4)[..., 3] > 0
+        assert edit["f"] == pytest.approx(f_of(shown, label), abs=1e-9), edit
+        assert edit["scaled_distance"] is None or 0.0 <= edit["scaled_distance"] <= 1.0
+        checked += 1
+    assert checked >= 6, (checked, len(edits))
+    page = BACKEND.get(f"{rq_backend['url']}/dashboard?project={project['id']}", timeout=60)
+    assert page.status_code == 200 and page.text.count("data:image/png;base64,") == 3
