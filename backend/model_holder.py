@@ -1,5 +1,6 @@
 """The one holder of what serving needs from the registry: a project's current version,
-its feature extractor and the base training set's features (P), reloaded when the
+its feature extractor, the base training set's features (P) and, unless CRACKAL_ONNX=0, its
+onnxruntime export for masks (torch serves them when that fails), reloaded when the
 project's line changes and shared by `/predict` and the jobs of one process. A few
 versions stay loaded (projects on different lines); a damaged version is replaced by the
 registry's fallback, and the problem is kept for /health."""
@@ -11,6 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +23,9 @@ from selection.extractors import FeatureExtractor, imagenet_extractor
 from selection.images import list_images
 from training.model_features import extractor_from_model
 from training.registry import LoadedModel, Registry
+
+if TYPE_CHECKING:
+    from training.onnx_model import OnnxRunner
 
 log = logging.getLogger("crackal.backend")
 
@@ -34,6 +39,7 @@ class Serving:
     cache: FeatureCache
     base_features: np.ndarray  # (n, q); (0, 0) without CRACKAL_BASE_TRAIN
     problem: str | None = None  # set when this is a fallback for a damaged version
+    onnx: OnnxRunner | None = None  # the model on onnxruntime, for masks; None: torch
 
     @property
     def version(self) -> str:
@@ -61,7 +67,8 @@ class ModelHolder:
 
     def problems(self) -> dict[str, str]:
         """Versions that could not be loaded, and what serves instead."""
-        return {name: s.problem for name, s in self._serving.items() if s.problem}
+        with self._lock:
+            return {name: s.problem for name, s in self._serving.items() if s.problem}
 
     def current(self, project: int | None = None) -> Serving:
         """The version serving `project` (loaded on first use and when its line changes)."""
@@ -69,7 +76,7 @@ class ModelHolder:
         with self._lock:
             serving = self._serving.get(name)
             if serving is None:
-                model, problem = self.registry.load_serving(project)
+                model, problem = self.registry.load_serving(project, wanted=name)
                 serving = self._load(model, problem)
                 self._serving[name] = serving
                 while len(self._serving) > self.LOADED:
@@ -89,4 +96,21 @@ class ModelHolder:
         base = np.zeros((0, 0), dtype=np.float32)
         if s.base_train is not None:
             base = embed_paths(list_images(s.base_train), extractor, cache, s.batch_size).features
-        return Serving(model, extractor, cache, base, problem)
+        return Serving(model, extractor, cache, base, problem, self._onnx(model))
+
+    def _onnx(self, model: LoadedModel) -> OnnxRunner | None:
+        """The version's onnxruntime runner (exported on first use, cached on disk), or None
+        when turned off or when export or load fails: then torch serves the masks."""
+        if not self.settings.onnx:
+            return None
+        try:
+            from training.onnx_model import load_runner  # onnxruntime missing: torch serves
+
+            return load_runner(model, self.settings.cache)
+        except Exception as exc:
+            log.warning(
+                "model %s: onnxruntime unavailable, masks served with torch: %s",
+                model.version,
+                f"{type(exc).__name__}: {exc}"[:500],
+            )
+            return None

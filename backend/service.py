@@ -149,7 +149,8 @@ class Service:
                 if row is None or (want_mask and mask is None):
                     rgb = decode_rgb(data, f"task {tid}")
                 if want_mask and mask is None:
-                    bits = predict_probs(serving.model.model, rgb, serving.model.encoder)
+                    loaded = serving.model
+                    bits = predict_probs(loaded.model, rgb, loaded.encoder, runner=serving.onnx)
                     bits = bits > threshold
                     mask = (mask_rle(bits), bits.shape)
                     _remember(masks.put, sha, *mask)
@@ -363,11 +364,13 @@ class Service:
         pool = np.stack([features[t] for t in s_ids])
         fit, i_dist = DistanceFit.fit(primary, pool, self.settings.components)
         store.save_fit(serving.fit_key, fit)
+        scaled = fit.scaled_at_fit(i_dist)
+        store.save_distances(serving.version, dict(zip(s_ids, scaled, strict=True)))
         scores = queue_scores(
             settings.strategy,
             primary,
             pool,
-            fit.scaled_at_fit(i_dist),
+            scaled,
             settings.band,
             settings.components,
             seed=zlib.crc32(f"{store.folder.name}:{serving.version}".encode()),

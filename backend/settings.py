@@ -37,6 +37,7 @@ class Settings:
     band: tuple[float, float] = DEFAULT_BAND  # used by the band and band-kcenter orders
     strategy: Strategy = Strategy.FARTHEST  # the order the queue serves the pool in
     batch_size: int = 16
+    onnx: bool = True  # masks run on onnxruntime (each version exported once); torch if off
     order_queue: bool = True  # set "Uncertainty sampling" so /next serves farthest first
     local_files_root: Path | None = None  # local paths allowed only below this folder
     max_image_bytes: int = 64 * 2**20
@@ -89,6 +90,7 @@ class Settings:
             raise ValueError(f"CRACKAL_STRATEGY must be one of {choices}: {name!r}")
         s.strategy = Strategy(name)
         s.batch_size = int(e.get("CRACKAL_BATCH_SIZE", s.batch_size))
+        s.onnx = e.get("CRACKAL_ONNX", "1").lower() not in ("0", "false", "no")
         s.order_queue = e.get("CRACKAL_ORDER_QUEUE", "1").lower() not in ("0", "false", "no")
         if e.get("CRACKAL_LOCAL_FILES_ROOT"):
             s.local_files_root = Path(e["CRACKAL_LOCAL_FILES_ROOT"]).resolve()

@@ -306,12 +306,13 @@ def test_no_model_yet_is_a_clear_503(settings, tmp_path):
 
 
 def test_masks_are_the_thresholded_model_output(client, images, registry):
-    """The brush mask equals the current model's probabilities above its threshold."""
+    """The brush mask equals the served model's probabilities above its threshold."""
     from selection.images import read_rgb
     from training.predict import predict_probs
 
-    loaded = registry.load()
-    probs = predict_probs(loaded.model, read_rgb(images[0]), loaded.encoder)
+    serving = client.application.config["crackal.service"].holder.current()
+    loaded = serving.model  # the served engine: onnxruntime, or torch when it is off
+    probs = predict_probs(loaded.model, read_rgb(images[0]), loaded.encoder, runner=serving.onnx)
     (pred,) = predict(client, [{"id": 1, "data": {"photo": data_url(images[0])}}])[0]
     r = pred["result"][0]
     mask = decode_rle(r["value"]["rle"]).reshape(320, 480, 4)[..., 3] > 0
@@ -454,8 +455,9 @@ def test_a_projects_refitted_threshold_makes_its_masks_and_only_for_its_version(
     from backend.project_threshold import save_threshold
     from training.predict import predict_probs
 
-    loaded = registry.load()
-    probs = predict_probs(loaded.model, read_rgb(images[1]), loaded.encoder)
+    serving = client.application.config["crackal.service"].holder.current()
+    loaded = serving.model
+    probs = predict_probs(loaded.model, read_rgb(images[1]), loaded.encoder, runner=serving.onnx)
     own = float(np.quantile(probs, 0.9))  # far from the version's own threshold
     save_threshold(settings.registry, 41, loaded.version, own, labels=5)
     save_threshold(settings.registry, 42, "v99", own, labels=5)  # fitted for another version

@@ -4,9 +4,15 @@ Images larger than one tile are predicted tile by tile (overlapping tiles, blend
 weights that fall off towards each tile's border), so thin cracks of a 12-20 MP photo are
 seen at full resolution: the network's memory is bounded by the tile; the image-sized
 arrays are the blended map and its weights (float32, 4 bytes per pixel each).
+
+Given an onnxruntime runner of the same model (`training.onnx_model`), every forward pass
+runs on it instead of torch (several times faster on CPU); padding, normalisation, tiling
+and blending stay the same code.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,6 +20,9 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from training.model import normalize
+
+if TYPE_CHECKING:
+    from training.onnx_model import OnnxRunner
 
 STRIDE = 32  # UNet++ needs sides divisible by the encoder's output stride
 TILE = 512  # tile side (pixels): fastest per pixel on a 2-core CPU (benchmarks/full_resolution.py)
@@ -27,11 +36,13 @@ def predict_probs(
     max_side: int | None = None,
     tile: int = TILE,
     overlap: int = OVERLAP,
+    runner: OnnxRunner | None = None,
 ) -> np.ndarray:
     """H x W float32 crack probabilities for an H x W x 3 uint8 image.
 
     Full resolution by default. `max_side` downscales larger images first (a quick
     look, e.g. for uncertainty over a pool) and upscales the probabilities back.
+    `runner`: the model exported to ONNX; the forward passes run on it (else on torch).
     """
     h, w = image.shape[:2]
     if max_side is not None and max(h, w) > max_side:
@@ -39,16 +50,16 @@ def predict_probs(
         x = _to_tensor(image, model)
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        small = _forward(model, x, encoder)
+        small = _forward(model, x, encoder, runner)
         up = F.interpolate(small[None, None], size=(h, w), mode="bilinear", align_corners=False)
         return torch.sigmoid(up)[0, 0].numpy()
     if max(h, w) <= tile:
-        return torch.sigmoid(_forward(model, _to_tensor(image, model), encoder)).numpy()
+        return torch.sigmoid(_forward(model, _to_tensor(image, model), encoder, runner)).numpy()
     probs_sum = np.zeros((h, w), dtype=np.float32)
     weight_sum = np.zeros((h, w), dtype=np.float32)
     for y, x in _tile_origins(h, w, tile, overlap):
         crop = image[y : y + tile, x : x + tile]
-        probs = torch.sigmoid(_forward(model, _to_tensor(crop, model), encoder)).numpy()
+        probs = torch.sigmoid(_forward(model, _to_tensor(crop, model), encoder, runner)).numpy()
         weight = _blend_weights(*probs.shape, overlap)
         probs_sum[y : y + crop.shape[0], x : x + crop.shape[1]] += probs * weight
         weight_sum[y : y + crop.shape[0], x : x + crop.shape[1]] += weight
@@ -61,13 +72,20 @@ def _to_tensor(image: np.ndarray, model: nn.Module) -> torch.Tensor:
     return x.float() / 255.0
 
 
-def _forward(model: nn.Module, x: torch.Tensor, encoder: str) -> torch.Tensor:
-    """Logits (H x W, float32, CPU) of one N=1 image tensor; sides padded to the stride."""
+def _forward(
+    model: nn.Module, x: torch.Tensor, encoder: str, runner: OnnxRunner | None = None
+) -> torch.Tensor:
+    """Logits (H x W, float32, CPU) of one N=1 image tensor; sides padded to the stride.
+    The one place that chooses the engine: onnxruntime when a runner is given, else torch."""
     sh, sw = x.shape[-2:]
     ph, pw = (-sh) % STRIDE, (-sw) % STRIDE
     if ph or pw:
         mode = "reflect" if min(sh, sw) > max(ph, pw) else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    if runner is not None:
+        with torch.inference_mode():
+            x = normalize(x, encoder).float().cpu().numpy()
+        return torch.from_numpy(runner(x))[0, 0, :sh, :sw]
     was_training = model.training
     model.eval()
     with torch.inference_mode():
