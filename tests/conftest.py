@@ -10,6 +10,7 @@ import pytest
 from crackal.cli import main
 from selection.extractors import EncoderExtractor, imagenet_extractor
 from tests.availability import unavailable
+from training.model import build_model
 from training.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +51,17 @@ def real_subset(crack_data, tmp_path_factory):
 
 
 TINY = ["--steps", "4", "--batch-size", "2", "--crop", "64"]
+
+
+def registry_with_an_untrained_model(root: Path) -> Registry:
+    """A registry whose current version is an untrained (ImageNet-encoder) UNet++."""
+    registry = Registry(root)
+    registry.register(
+        build_model().state_dict(),
+        {"encoder": "tu-tf_efficientnet_lite0", "threshold": 0.5},
+        make_current=True,
+    )
+    return registry
 
 
 def cli(*args) -> int:

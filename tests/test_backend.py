@@ -21,8 +21,7 @@ from backend.service import Service
 from backend.settings import Settings
 from selection.distance_fit import DistanceFit
 from selection.images import read_rgb
-from training.model import build_model
-from training.registry import Registry
+from tests.conftest import registry_with_an_untrained_model
 
 CONFIG = """<View><Image name="img" value="$photo"/>
 <BrushLabels name="paint" toName="img"><Label value="Background"/><Label value="Crack"/>
@@ -41,13 +40,7 @@ def data_url(path) -> str:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    registry = Registry(tmp_path_factory.mktemp("registry"))
-    registry.register(
-        build_model().state_dict(),
-        {"encoder": "tu-tf_efficientnet_lite0", "threshold": 0.5},
-        make_current=True,
-    )
-    return registry
+    return registry_with_an_untrained_model(tmp_path_factory.mktemp("registry"))
 
 
 @pytest.fixture(scope="module")

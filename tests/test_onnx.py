@@ -13,24 +13,18 @@ from PIL import Image
 from backend.model_holder import ModelHolder
 from backend.settings import Settings
 from selection.images import read_rgb
+from tests.conftest import registry_with_an_untrained_model
 from training import onnx_model
 from training.model import build_model
 from training.onnx_model import OnnxRunner, load_runner, onnx_path
 from training.predict import predict_probs
-from training.registry import Registry
 
 TOLERANCE = 1e-3  # max abs difference of probabilities, onnxruntime against torch
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    registry = Registry(tmp_path_factory.mktemp("registry"))
-    registry.register(
-        build_model().state_dict(),
-        {"encoder": "tu-tf_efficientnet_lite0", "threshold": 0.5},
-        make_current=True,
-    )
-    return registry
+    return registry_with_an_untrained_model(tmp_path_factory.mktemp("registry"))
 
 
 @pytest.fixture(scope="module")
