@@ -82,14 +82,14 @@ class EncoderExtractor:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"expected H x W x 3 uint8, got {image.shape} {image.dtype}")
             x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-            x = F.interpolate(
-                x / 255.0,
+            x = F.interpolate(  # scaled after resizing: one image-sized float copy, not two
+                x,
                 size=(self.size, self.size),
                 mode="bilinear",
                 antialias=True,
                 align_corners=False,
             )
-            batch.append(x)
+            batch.append(x / 255.0)
         x = torch.cat(batch)
         return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
 

@@ -63,7 +63,7 @@ def predict_probs(
         weight = _blend_weights(*probs.shape, overlap)
         probs_sum[y : y + crop.shape[0], x : x + crop.shape[1]] += probs * weight
         weight_sum[y : y + crop.shape[0], x : x + crop.shape[1]] += weight
-    return probs_sum / weight_sum
+    return np.divide(probs_sum, weight_sum, out=probs_sum)  # in place: no third map
 
 
 def _to_tensor(image: np.ndarray, model: nn.Module) -> torch.Tensor:
