@@ -56,14 +56,25 @@ def predict_probs(
     if max(h, w) <= tile:
         return torch.sigmoid(_forward(model, _to_tensor(image, model), encoder, runner)).numpy()
     probs_sum = np.zeros((h, w), dtype=np.float32)
-    weight_sum = np.zeros((h, w), dtype=np.float32)
-    for y, x in _tile_origins(h, w, tile, overlap):
+    # A tile's weight is ramp(rows) x ramp(columns) and the tiles form a grid, so the summed
+    # weights are (rows' sum) x (columns' sum): two vectors, not a third image-sized map.
+    row_sum = np.zeros(h, dtype=np.float32)
+    col_sum = np.zeros(w, dtype=np.float32)
+    origins = _tile_origins(h, w, tile, overlap)
+    for y, x in origins:
         crop = image[y : y + tile, x : x + tile]
         probs = torch.sigmoid(_forward(model, _to_tensor(crop, model), encoder, runner)).numpy()
-        weight = _blend_weights(*probs.shape, overlap)
-        probs_sum[y : y + crop.shape[0], x : x + crop.shape[1]] += probs * weight
-        weight_sum[y : y + crop.shape[0], x : x + crop.shape[1]] += weight
-    return np.divide(probs_sum, weight_sum, out=probs_sum)  # in place: no third map
+        ramp_y, ramp_x = _ramp(probs.shape[0], overlap), _ramp(probs.shape[1], overlap)
+        probs *= ramp_y[:, None]
+        probs *= ramp_x[None, :]
+        probs_sum[y : y + crop.shape[0], x : x + crop.shape[1]] += probs
+    for y in sorted({y for y, _ in origins}):
+        row_sum[y : y + min(tile, h - y)] += _ramp(min(tile, h - y), overlap)
+    for x in sorted({x for _, x in origins}):
+        col_sum[x : x + min(tile, w - x)] += _ramp(min(tile, w - x), overlap)
+    probs_sum /= row_sum[:, None]  # in place: no other image-sized map
+    probs_sum /= col_sum[None, :]
+    return probs_sum
 
 
 def _to_tensor(image: np.ndarray, model: nn.Module) -> torch.Tensor:
@@ -106,12 +117,9 @@ def _tile_origins(h: int, w: int, tile: int, overlap: int) -> list[tuple[int, in
     return [(y, x) for y in starts(h) for x in starts(w)]
 
 
-def _blend_weights(h: int, w: int, overlap: int) -> np.ndarray:
-    """1 inside, ramping linearly down towards the borders over `overlap` pixels (never 0,
-    so image borders, covered by one tile only, keep their prediction)."""
-
-    def ramp(n: int) -> np.ndarray:
-        r = np.minimum(np.arange(n) + 1, np.arange(n)[::-1] + 1).astype(np.float32)
-        return np.clip(r / max(overlap, 1), 1e-3, 1.0)
-
-    return np.outer(ramp(h), ramp(w))
+def _ramp(n: int, overlap: int) -> np.ndarray:
+    """A tile's weights along one side: 1 inside, ramping linearly down towards the borders
+    over `overlap` pixels (never 0, so image borders, covered by one tile only, keep their
+    prediction). A tile's weight map is the outer product of its two sides' ramps."""
+    r = np.minimum(np.arange(n) + 1, np.arange(n)[::-1] + 1).astype(np.float32)
+    return np.clip(r / max(overlap, 1), 1e-3, 1.0)
