@@ -60,15 +60,16 @@ class ModelHolder:
         self.registry = Registry(settings.registry)
         self._lock = threading.Lock()
         self._serving: OrderedDict[str, Serving] = OrderedDict()  # by the version wanted
+        self._problems: dict[str, str] = {}
 
     @property
     def loaded(self) -> bool:
         return bool(self._serving)
 
     def problems(self) -> dict[str, str]:
-        """Versions that could not be loaded, and what serves instead."""
-        with self._lock:
-            return {name: s.problem for name, s in self._serving.items() if s.problem}
+        """Versions that could not be loaded, and what serves instead (never waits for a
+        model being loaded)."""
+        return dict(self._problems)
 
     def current(self, project: int | None = None) -> Serving:
         """The version serving `project` (loaded on first use and when its line changes)."""
@@ -78,6 +79,8 @@ class ModelHolder:
             if serving is None:
                 model, problem = self.registry.load_serving(project, wanted=name)
                 serving = self._load(model, problem)
+                if problem:
+                    self._problems[name] = problem
                 self._serving[name] = serving
                 while len(self._serving) > self.LOADED:
                     self._serving.popitem(last=False)

@@ -92,6 +92,8 @@ def project(label_studio, backend, s3, trained_registry):
         tasks = ls.tasks(proj["id"])
         label = version_label(version)
         ok = all(any(p["model_version"] == label for p in t["predictions"]) for t in tasks)
+        # the queue's order is set right after the import: wait for it too
+        ok = ok and ls.call("GET", f"/api/projects/{proj['id']}")["model_version"] == label
         return tasks if ok else None
 
     tasks = wait_for(scored, 300, "a prediction for every cloud task")
