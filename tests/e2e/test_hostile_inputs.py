@@ -154,6 +154,7 @@ def hostile_backend(label_studio, trained_registry, base_train, base_val, hosts,
         "CRACKAL_IDLE_DELAY": str(IDLE_DELAY),
         "CRACKAL_RETRAIN_THRESHOLD": "100",
         "CRACKAL_LOCAL_FILES_ROOT": str(work),
+        "CRACKAL_ONNX": "1",  # the 30 MP photo's masks on onnxruntime, as served by default
     }
     memory = PeakMemory()
     workers = [Worker(env, work / f"worker-{i}.log") for i in range(2)]
