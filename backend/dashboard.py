@@ -165,6 +165,8 @@ def _versions(registry_root: Path | str, project: int) -> list[dict[str, Any]]:
         trained = json.loads((registry.line_folder(project) / "trained.json").read_text())
     except (OSError, ValueError):
         trained = {}
+    if not isinstance(trained, dict):
+        trained = {}
     if trained.get("version") and not any(v["version"] == trained["version"] for v in out):
         out.append(
             {"version": trained["version"], "reason": trained.get("decision"), "promoted": False}

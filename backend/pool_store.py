@@ -55,7 +55,9 @@ class PoolStore:
             raw = json.loads((self.folder / "skipped.json").read_text())
         except (OSError, ValueError):
             return {}
-        return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        if not isinstance(raw, dict):
+            return {}
+        return {k: str(v) for k, v in raw.items() if k.isdigit()}  # task ids only
 
     def save_distances(self, version: str, scaled: dict[int, float]) -> None:
         state = {"version": version, "scaled": {str(k): float(v) for k, v in scaled.items()}}

@@ -29,8 +29,10 @@ def project_view(registry: Registry, project: int) -> dict[str, Any]:
         trained = json.loads((registry.line_folder(project) / "trained.json").read_text())
     except (OSError, ValueError):
         trained = {}
+    if not isinstance(trained, dict):
+        trained = {}
     skipped_tasks = PoolStore(registry.root, project).load_skipped()
-    skipped_labels = trained.get("skipped") or {}
+    skipped_labels = trained.get("skipped") if isinstance(trained.get("skipped"), dict) else {}
     serving = registry.current(project)
     try:
         metrics = registry.meta(serving).get("metrics") if serving else None

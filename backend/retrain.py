@@ -177,9 +177,10 @@ def _trained_path(service: Service, project_id: int) -> Path:
 def last_trained(service: Service, project_id: int) -> dict[str, Any]:
     """What the project's last finished retrain trained on ({} before the first)."""
     try:
-        return json.loads(_trained_path(service, project_id).read_text())
+        state = json.loads(_trained_path(service, project_id).read_text())
     except (OSError, ValueError):
         return {}
+    return state if isinstance(state, dict) else {}
 
 
 def retrain_project(

@@ -93,3 +93,20 @@ def test_report_writes_the_page_and_its_numbers(project, tmp_path):
     data = json.loads((out / "dashboard.json").read_text())
     assert len(data["edits"]) == len(truth)
     assert (out / "dashboard.html").read_text().count("data:image/png;base64,") == 3
+
+
+@pytest.mark.parametrize("content", ["{", "[]", '{"version": "v1", "scaled": 7}', "\x00\xff"])
+def test_broken_project_state_files_cost_only_themselves(tmp_path, content):
+    from backend.project_threshold import project_threshold
+    from backend.project_view import project_view
+    from training.registry import Registry
+
+    folder = tmp_path / "projects" / "project-9"
+    folder.mkdir(parents=True)
+    for name in ("distances.json", "threshold.json", "trained.json", "skipped.json"):
+        (folder / name).write_text(content)
+    assert PoolStore(tmp_path, 9).load_distances() == (None, {})
+    assert project_threshold(tmp_path, 9, "v1") is None
+    view = project_view(Registry(tmp_path), 9)
+    assert view["skipped_tasks"] == {} and view["skipped_labels"] == {}
+    assert dashboard_data(tmp_path, 9)["remaining"]["tasks"] == 0
