@@ -4,9 +4,10 @@ the project dashboard (/dashboard, /dashboard/data).
 Label Studio calls /setup often and expects an answer within seconds, and gives webhooks
 one second: both only read small files and enqueue work. Labels below the retrain
 threshold train once no label came for CRACKAL_IDLE_DELAY seconds (a ticker thread takes
-due projects); at start and at a project's first /setup in this process a reconcile job
-trains on labels that arrived while no webhook could be queued (it does nothing when no
-label changed since the last retrain). Every handler turns bad input
+due projects: an `idle` job, which trains if any label changed since the last retrain).
+At start and at a project's first /setup in this process a reconcile job trains when at
+least the threshold of labels arrived while no webhook could be queued, and the idle
+deadline is armed for fewer. Every handler turns bad input
 into a 4xx JSON error and any failure into a 5xx JSON error; the server keeps running.
 
 Every route needs HTTP basic auth (BASIC_AUTH_USER / BASIC_AUTH_PASS) unless the backend
@@ -74,11 +75,13 @@ def create_app(
         return queue.submit("retrain", project)
 
     def reconcile(project: int) -> None:
-        """Queue a job that trains on any label no retrain has seen (once per process)."""
+        """Once per process: queue a job that trains when enough labels arrived unseen, and
+        arm the idle deadline, which trains on fewer (webhooks lost while Redis was down)."""
         if project in reconciled:
             return
         try:
             queue.submit("reconcile", project)
+            queue.arm_idle(project, time.time() + settings.idle_delay)
             reconciled.add(project)
         except Exception as exc:  # Redis down: the next /setup or restart tries again
             log.error("project %s: reconciliation not queued: %s", project, exc)
@@ -93,8 +96,8 @@ def create_app(
                 continue
             for project in due:
                 try:
-                    log.info("project %s: labels idle: retraining", project)
-                    queue.submit("retrain", project)
+                    log.info("project %s: labels idle: retraining if any changed", project)
+                    queue.submit("idle", project)
                     queue.reset_label_events(project)
                 except Exception as exc:  # keep the deadline: the next tick tries again
                     log.error("project %s: idle retrain not queued: %s", project, exc)

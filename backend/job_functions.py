@@ -6,14 +6,16 @@ import functools
 from typing import Any
 
 from backend.project_lock import project_lock
-from backend.retrain import retrain_project
+from backend.retrain import retrain_project, too_few_changes
 from backend.service import Service
 from backend.settings import Settings
 from training.train import TrainConfig
 
 # rescore: score the pool; retrain: adapt to the labels (asked for, or enough new ones);
-# reconcile: adapt only if some label changed since the project's last retrain.
-KINDS = ("rescore", "retrain", "reconcile")
+# reconcile: adapt if at least the retrain threshold of labels changed since the last
+# retrain (webhooks that were missed); idle: adapt if any label changed (labels below the
+# threshold, once none came for the idle delay).
+KINDS = ("rescore", "retrain", "reconcile", "idle")
 
 
 def run_job(kind: str, project: int, service: Service) -> dict[str, Any]:
@@ -21,12 +23,16 @@ def run_job(kind: str, project: int, service: Service) -> dict[str, Any]:
     of the same project (a re-score and a retrain of it wait for each other)."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(KINDS)})")
-    with project_lock(service.settings.registry, project, wait=service.settings.job_timeout):
+    s = service.settings
+    least = {"rescore": 0, "retrain": 0, "reconcile": s.retrain_threshold, "idle": 1}[kind]
+    nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock
+    if nothing_to_do is not None:
+        return nothing_to_do
+    with project_lock(s.registry, project, wait=s.job_timeout):
         if kind == "rescore":
             return service.rescore_project(project).as_dict()
-        s = service.settings
         config = TrainConfig.adapt(steps=s.adapt_steps)
-        return retrain_project(service, project, s.promote, config, only_if_new=kind == "reconcile")
+        return retrain_project(service, project, s.promote, config, min_changes=least)
 
 
 @functools.cache

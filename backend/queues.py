@@ -37,6 +37,7 @@ class JobQueue(Protocol):
     def count_label_event(self, project: int) -> int: ...
     def reset_label_events(self, project: int) -> None: ...
     def train_when_idle(self, project: int, at: float) -> None: ...
+    def arm_idle(self, project: int, at: float) -> None: ...
     def take_idle(self, now: float) -> list[int]: ...
 
 
@@ -75,6 +76,11 @@ class EmbeddedQueue:
     def train_when_idle(self, project: int, at: float) -> None:
         with self._idle_lock:
             self._idle[project] = at
+
+    def arm_idle(self, project: int, at: float) -> None:
+        """`train_when_idle` unless the project already has a deadline."""
+        with self._idle_lock:
+            self._idle.setdefault(project, at)
 
     def take_idle(self, now: float) -> list[int]:
         with self._idle_lock:
@@ -202,6 +208,10 @@ class RedisQueue:
 
     def train_when_idle(self, project: int, at: float) -> None:
         self.redis.zadd(IDLE_KEY, {str(project): at})
+
+    def arm_idle(self, project: int, at: float) -> None:
+        """`train_when_idle` unless the project already has a deadline."""
+        self.redis.zadd(IDLE_KEY, {str(project): at}, nx=True)
 
     def take_idle(self, now: float) -> list[int]:
         due = []

@@ -164,6 +164,47 @@ def fingerprint(revisions: dict[int, tuple[str, str]], tasks: Iterable[int]) -> 
     return digest.hexdigest()
 
 
+def too_few_changes(service: Service, project_id: int, min_changes: int) -> dict | None:
+    """What a retrain asking for `min_changes` new labels would answer without training
+    (no labels, too few new ones), or None when it would train."""
+    if min_changes <= 0:
+        return None
+    revisions = label_revisions(service, project_id)
+    return _too_few_changes(project_id, revisions, last_trained(service, project_id), min_changes)
+
+
+def _too_few_changes(
+    project_id: int, revisions: dict, before: dict[str, Any], min_changes: int
+) -> dict | None:
+    if not revisions:
+        return {"status": "no labels yet", "project": project_id}
+    changed = changed_labels(revisions, before)
+    if min_changes <= 0 or len(changed) >= min_changes:
+        return None
+    return {
+        "status": "no new labels" if not changed else "too few new labels",
+        "project": project_id,
+        "labels": len(revisions),
+        "changed": len(changed),
+        "needed": min_changes,
+        "last_trained": before.get("version"),
+    }
+
+
+def changed_labels(revisions: dict[int, tuple[str, str]], before: dict[str, Any]) -> list[int]:
+    """Labelled tasks whose annotation is new or changed since the retrain `before` recorded
+    (labels it held out count as not trained on)."""
+    trained = before.get("revisions")
+    if not isinstance(trained, dict):  # no per-label record: all or nothing
+        same = before.get("fingerprint") == fingerprint(revisions, revisions)
+        return [] if same else sorted(revisions)
+    return sorted(t for t in revisions if trained.get(str(t)) != _revision(revisions[t]))
+
+
+def _revision(revision: tuple[str, str]) -> str:
+    return f"{revision[1]}:{revision[0]}"
+
+
 def held_out_count(labels: int) -> int:
     """How many of the newest labels judge a candidate: a quarter, at least one once there
     are two (a single label cannot be both trained on and tested)."""
@@ -188,28 +229,26 @@ def retrain_project(
     project_id: int,
     promote: str = "if-better",
     config: TrainConfig | None = None,
-    only_if_new: bool = False,
+    min_changes: int = 0,
 ) -> dict[str, Any]:
-    """Adapt the project's current model to its labels (with `only_if_new`, only when a
-    label changed since the last retrain); returns what happened. The new version is
-    promoted into the project's own line (a project never switches the shared base model)."""
+    """Adapt the project's current model to its labels (when `min_changes` > 0, only once
+    that many labels are new or changed since the last retrain); returns what happened. The
+    new version is promoted into the project's own line (a project never switches the
+    shared base model)."""
     settings = service.settings
     revisions = label_revisions(service, project_id)
-    if not revisions:
-        return {"status": "no labels yet", "project": project_id}
     before = last_trained(service, project_id)
-    if only_if_new and before.get("fingerprint") == fingerprint(revisions, revisions):
-        return {
-            "status": "no new labels",
-            "project": project_id,
-            "labels": len(revisions),
-            "last_trained": before.get("version"),
-        }
+    waiting = _too_few_changes(project_id, revisions, before, min_changes)
+    if waiting is not None:
+        return waiting
     folder, task_ids, skipped = export_labels(service, project_id)
     skipped_out = {str(k): v for k, v in skipped.items()}
     if not task_ids:
         everything = fingerprint(revisions, revisions)
-        _record_trained(service, project_id, everything, None, "no usable labels", skipped_out)
+        every = {str(t): _revision(r) for t, r in revisions.items()}
+        _record_trained(
+            service, project_id, everything, None, "no usable labels", skipped_out, None, every
+        )
         return {"status": "no usable labels", "project": project_id, "skipped": skipped_out}
     labels = load(find_samples(folder, set_name=f"project-{project_id}"))
     judge: list = []
@@ -246,14 +285,16 @@ def retrain_project(
         threshold = None
     judged = {_task_of(i) for i in judge}
     held = sorted(judged_before | judged)
+    trained = [t for t in revisions if t not in judged]
     _record_trained(  # the labels held out now count as not yet trained on: reconciled later
         service,
         project_id,
-        fingerprint(revisions, [t for t in revisions if t not in judged]),
+        fingerprint(revisions, trained),
         outcome.version,
         outcome.reason,
         skipped_out,
         held,
+        {str(t): _revision(revisions[t]) for t in trained},
     )
     rescored = service.rescore_project(project_id)
     return {
@@ -305,9 +346,11 @@ def _record_trained(
     decision: str,
     skipped: dict[str, str],
     held_out: list[int] | None = None,
+    revisions: dict[str, str] | None = None,
 ) -> None:
     state = {
         "held_out": held_out or [],
+        "revisions": revisions or {},
         "fingerprint": label_hash,
         "version": version,
         "decision": decision,

@@ -154,19 +154,19 @@ class Service:
                     bits = bits > threshold
                     mask = (mask_rle(bits), bits.shape)
                     _remember(masks.put, sha, *mask)
+                if row is None:  # only the extractor's small copy waits for the batch
+                    to_embed.append((tid, serving.extractor.shrink(rgb)))
                 out[tid] = Analysed(sha, row, mask)
-                if row is None:
-                    to_embed.append((tid, rgb))
             except Exception as exc:  # this task's image only
                 errors[tid] = _reason(exc)
                 out.pop(tid, None)
         try:
-            rows = serving.extractor([rgb for _, rgb in to_embed]) if to_embed else []
+            rows = serving.extractor([small for _, small in to_embed]) if to_embed else []
         except Exception:  # find the image that failed: one at a time
             rows = []
-            for tid, rgb in to_embed:
+            for tid, small in to_embed:
                 try:
-                    rows.append(serving.extractor([rgb])[0])
+                    rows.append(serving.extractor([small])[0])
                 except Exception as exc:
                     rows.append(None)
                     errors[tid] = f"features failed: {_reason(exc)}"

@@ -6,10 +6,12 @@ import argparse
 import logging
 import os
 import signal
+import time
 from typing import Any
 
 from backend.project_view import known_projects
 from backend.queues import QUEUE, RedisQueue, job_lost, run_in_worker
+from backend.settings import Settings
 from training.registry import Registry
 
 
@@ -53,13 +55,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def reconcile_known_projects(queue: RedisQueue) -> None:
-    """Queue a reconcile job for every project the shared registry knows: labels that came
-    while no worker ran are trained on (the job does nothing if none changed)."""
+    """Queue a reconcile job for every project the shared registry knows and arm its idle
+    deadline: labels that came while no worker ran are trained on (at once from the retrain
+    threshold on, fewer once idle; nothing happens when none changed)."""
     registry = os.environ.get("CRACKAL_REGISTRY") or os.environ.get("MODEL_DIR")
     if not registry:
         return
+    idle_delay = Settings.from_env().idle_delay
     for project in known_projects(Registry(registry)):
         queue.submit("reconcile", project)
+        queue.arm_idle(project, time.time() + idle_delay)
 
 
 def horse_killed(job: Any, pid: int, status: int, usage: Any) -> None:

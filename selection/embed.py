@@ -104,7 +104,7 @@ def embed_blobs(
             bar.update()
             continue
         try:
-            pending.append((index, digest, decode_rgb(data, name)))
+            pending.append((index, digest, extractor.shrink(decode_rgb(data, name))))
         except ImageReadError as exc:
             skipped.append(exc)
             bar.update()

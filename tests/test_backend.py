@@ -433,12 +433,12 @@ def test_fewer_labels_than_the_threshold_train_once_labels_stop(settings):
     for _ in range(2):
         answer = client.post("/webhook", json=label).get_json()
         assert answer["status"] == "counted" and answer["train_when_idle_for"] == 1.0
-    assert "retrain:31" not in queue.status()["last"]
+    assert "idle:31" not in queue.status()["last"]
     assert "31" in queue.status()["train_when_idle"]
     deadline = time.monotonic() + 30
-    while "retrain:31" not in queue.status()["last"] and time.monotonic() < deadline:
-        time.sleep(0.2)  # the retrain starts (and fails: Label Studio is unreachable here)
-    assert "retrain:31" in queue.status()["last"]
+    while "idle:31" not in queue.status()["last"] and time.monotonic() < deadline:
+        time.sleep(0.2)  # the idle job starts (and fails: Label Studio is unreachable here)
+    assert "idle:31" in queue.status()["last"]
     assert queue.status()["train_when_idle"] == {}
 
 

@@ -70,3 +70,19 @@ def test_unreadable_files_are_skipped_and_reported(crack_data, extractor, tmp_pa
     assert [p.name for p in result.paths] == [good[0].name, good[1].name]
     assert [e.path for e in result.skipped] == [str(bad)]
     assert result.features.shape == (2, LITE0_CHANNELS)
+
+
+def test_a_shrunk_image_embeds_as_the_full_one(extractor, images):
+    """Callers shrink each image at once and drop the full one; the row must not change,
+    and the resize must be a real antialiased reduction (close to a float resize)."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    small = [extractor.shrink(im) for im in images]
+    assert all(s.shape == (224, 224, 3) and s.dtype == np.uint8 for s in small)
+    np.testing.assert_array_equal(extractor(small), extractor(images))
+    assert extractor.shrink(small[0]) is small[0]
+    x = torch.from_numpy(images[0]).permute(2, 0, 1)[None].float()
+    ref = F.interpolate(x, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    diff = np.abs(small[0].astype(np.float32) - ref[0].permute(1, 2, 0).numpy())
+    assert diff.max() < 1.5 and diff.mean() < 0.5, diff.max()  # uint8 rounding only

@@ -157,3 +157,7 @@ def test_an_idle_deadline_is_pushed_by_each_label_and_taken_by_one_process(redis
     assert a.take_idle(130.0) == []  # taken once
     a.reset_label_events(7)  # a retrain started: nothing left to train when idle
     assert b.take_idle(1e12) == []
+    a.train_when_idle(9, 200.0)
+    b.arm_idle(9, 500.0)  # reconciling at start: an existing deadline stands
+    b.arm_idle(10, 300.0)
+    assert a.status()["train_when_idle"] == {"9": 200.0, "10": 300.0}

@@ -124,6 +124,9 @@ def backend_env(
         "CRACKAL_BASE_VAL": str(base_val),
         "CRACKAL_ADAPT_STEPS": "20",
         "CRACKAL_PROMOTE": "always",
+        # no spontaneous idle retrains in the suite's shared backends: each would hold the
+        # job runner for minutes (test_hostile_inputs tests the idle delay on its own backend)
+        "CRACKAL_IDLE_DELAY": "86400",
         # masks on torch: each rq job's process would check its onnxruntime export against
         # torch again (tests/test_onnx.py covers onnxruntime; the hostile project uses it)
         "CRACKAL_ONNX": "0",

@@ -78,10 +78,22 @@ def make_project(ls, backend_url: str, title: str, paths: list[Path], version: s
         return tasks if len(done) == len(tasks) == len(paths) else None
 
     tasks = wait_for(scored, 300, "every task to get a prediction of the current model")
+    wait_reconciled(backend_url, proj["id"])
     by_name = {p.name: p for p in paths}
     for t in tasks:  # uploaded file names are prefixed by Label Studio: <8 hex>-<name>
         t["source"] = by_name[t["data"]["image"].rsplit("/", 1)[-1].split("-", 1)[1]]
     return {"id": proj["id"], "tasks": tasks, "version": version}
+
+
+def wait_reconciled(backend_url: str, project: int) -> None:
+    """Wait for the reconcile job that connecting queued (it runs after the first scoring):
+    labels posted before it ends could be trained by it."""
+
+    def finished():
+        last = BACKEND.get(f"{backend_url}/health", timeout=10).json()["jobs"]["last"]
+        return last.get(f"reconcile:{project}", {}).get("state") == "finished"
+
+    wait_for(finished, 120, f"project {project}'s reconcile job")
 
 
 def prediction(task: dict, version: str) -> dict:
