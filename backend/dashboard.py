@@ -12,13 +12,13 @@ versions of the project's line, and the scaled distances of the tasks still to l
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from backend.edit_records import EditLog
+from backend.last_retrain import read_last_retrain
 from backend.pool_store import PoolStore
 from training.registry import Registry, RegistryError
 
@@ -161,12 +161,7 @@ def _versions(registry_root: Path | str, project: int) -> list[dict[str, Any]]:
                 "labels": len((meta.get("training") or {}).get("added_images") or []),
             }
         )
-    try:
-        trained = json.loads((registry.line_folder(project) / "trained.json").read_text())
-    except (OSError, ValueError):
-        trained = {}
-    if not isinstance(trained, dict):
-        trained = {}
+    trained = read_last_retrain(registry.root, project)
     if trained.get("version") and not any(v["version"] == trained["version"] for v in out):
         out.append(
             {"version": trained["version"], "reason": trained.get("decision"), "promoted": False}

@@ -21,6 +21,7 @@ import numpy as np
 
 from backend.prediction_label import labelled_version
 from training.metrics import image_counts, scores
+from training.registry import project_folder
 
 TOLERANCE = 2.0  # pixels, as DeepCrack's tolerant F
 
@@ -101,7 +102,7 @@ class EditLog:
     """The append-only record file of one project."""
 
     def __init__(self, registry_root: Path | str, project_id: int) -> None:
-        self.path = Path(registry_root) / "projects" / f"project-{int(project_id)}" / "edits.jsonl"
+        self.path = project_folder(registry_root, project_id) / "edits.jsonl"
 
     def read(self) -> list[EditRecord]:
         if not self.path.exists():

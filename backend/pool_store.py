@@ -18,11 +18,12 @@ from pathlib import Path
 
 from selection.atomic import atomic_write
 from selection.distance_fit import DistanceFit
+from training.registry import project_folder
 
 
 class PoolStore:
     def __init__(self, registry_root: Path | str, project_id: int) -> None:
-        self.folder = Path(registry_root) / "projects" / f"project-{int(project_id)}"
+        self.folder = project_folder(registry_root, project_id)
 
     def fit_path(self, key: str) -> Path:
         return self.folder / f"fit-{key}.npz"

@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from training.registry import project_folder
+
 log = logging.getLogger("crackal.jobs")
 
 
@@ -23,7 +25,7 @@ class ProjectBusyError(TimeoutError):
 def project_lock(registry_root: Path | str, project: int, wait: float = 3600.0) -> Iterator[None]:
     """Hold the project's job lock, waiting at most `wait` seconds for a job of the project
     that runs (then ProjectBusyError: the job fails and is retried later)."""
-    folder = Path(registry_root) / "projects" / f"project-{int(project)}"
+    folder = project_folder(registry_root, project)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".job.lock", "a") as fh:
         deadline = time.monotonic() + wait

@@ -16,6 +16,7 @@ from backend.settings import Settings
 from selection.atomic import atomic_write
 from selection.queue_order import QUEUE_STRATEGIES
 from selection.strategies import Strategy
+from training.registry import project_folder
 
 KEYS = ("crack_label", "strategy", "band")
 
@@ -63,7 +64,7 @@ class ProjectOptions:
 
 
 def options_path(registry_root: Path | str, project_id: int) -> Path:
-    return Path(registry_root) / "projects" / f"project-{int(project_id)}" / "options.json"
+    return project_folder(registry_root, project_id) / "options.json"
 
 
 def load_options(registry_root: Path | str, project_id: int) -> ProjectOptions:

@@ -3,11 +3,11 @@ and every task or label its last jobs skipped, with the reason."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from backend.last_retrain import read_last_retrain
 from backend.pool_store import PoolStore
 from backend.project_threshold import load_threshold
 from training.registry import Registry, RegistryError
@@ -25,12 +25,7 @@ def known_projects(registry: Registry) -> list[int]:
 
 def project_view(registry: Registry, project: int) -> dict[str, Any]:
     history = registry.history(project)
-    try:
-        trained = json.loads((registry.line_folder(project) / "trained.json").read_text())
-    except (OSError, ValueError):
-        trained = {}
-    if not isinstance(trained, dict):
-        trained = {}
+    trained = read_last_retrain(registry.root, project)
     skipped_tasks = PoolStore(registry.root, project).load_skipped()
     skipped_labels = trained.get("skipped") if isinstance(trained.get("skipped"), dict) else {}
     serving = registry.current(project)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import shutil
 import time
@@ -28,6 +27,7 @@ from PIL import Image
 from backend.annotations import is_labelled, latest_annotation
 from backend.brush import annotation_mask
 from backend.edit_records import EditLog, EditRecord, make_record, starting_prediction
+from backend.last_retrain import read_last_retrain, write_last_retrain
 from backend.pool_store import PoolStore
 from backend.prediction_label import labelled_version
 from backend.project_threshold import MIN_LABELS, save_threshold
@@ -211,17 +211,9 @@ def held_out_count(labels: int) -> int:
     return 0 if labels < 2 else max(1, labels // 4)
 
 
-def _trained_path(service: Service, project_id: int) -> Path:
-    return service.holder.registry.line_folder(project_id) / "trained.json"
-
-
 def last_trained(service: Service, project_id: int) -> dict[str, Any]:
     """What the project's last finished retrain trained on ({} before the first)."""
-    try:
-        state = json.loads(_trained_path(service, project_id).read_text())
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
+    return read_last_retrain(service.holder.registry.root, project_id)
 
 
 def retrain_project(
@@ -357,5 +349,4 @@ def _record_trained(
         "time": time.time(),
         "skipped": skipped,
     }
-    with atomic_write(_trained_path(service, project_id), "w") as fh:
-        json.dump(state, fh)
+    write_last_retrain(service.holder.registry.root, project_id, state)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -377,12 +378,25 @@ class Service:
         )
         return {t: float(x) for t, x in zip(s_ids, scores, strict=True)}
 
-    def order_queue(self, project_id: int, model_version: str) -> None:
-        """Farthest first: uncertainty sampling over predictions of `model_version`."""
+    def order_queue(self, project_id: int, model_version: str, settle: float = 5.0) -> None:
+        """Farthest first: uncertainty sampling over predictions of `model_version`.
+
+        Connecting a backend, Label Studio sets the project's model_version to the backend's
+        title when it had none, from a copy of the project read before it called /setup
+        (`ml/api.py`, `perform_create`): a first scoring that ends meanwhile (a small or
+        cached project) is overwritten just after. So when the project showed no version of
+        ours, watch it for `settle` seconds and set it again if it changed."""
+        fields: dict[str, Any] = {"model_version": model_version}
         if self.settings.order_queue:
-            self.client.update_project(project_id, sampling=SAMPLING, model_version=model_version)
-        else:
-            self.client.update_project(project_id, model_version=model_version)
+            fields["sampling"] = SAMPLING
+        fresh = labelled_version(self.client.project(project_id).get("model_version")) is None
+        self.client.update_project(project_id, **fields)
+        deadline = time.monotonic() + (settle if fresh else 0.0)
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if self.client.project(project_id).get("model_version") != model_version:
+                log.info("project %s: model_version overwritten: set again", project_id)
+                self.client.update_project(project_id, **fields)
 
     # -- the /predict request ---------------------------------------------------------------
     def predict(

@@ -64,6 +64,11 @@ class LoadedModel:
         return float(self.meta.get("threshold", 0.5))
 
 
+def project_folder(root: Path | str, project: int) -> Path:
+    """A project's folder under a registry root: its model line and its per-project state."""
+    return Path(root) / "projects" / f"project-{int(project)}"
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -93,7 +98,7 @@ class Registry:
         """Where a line's CURRENT and history live: the root for the shared line."""
         if project is None:
             return self.root
-        return self.root / "projects" / f"project-{int(project)}"
+        return project_folder(self.root, project)
 
     # -- reading -----------------------------------------------------------------------
     def versions(self) -> list[str]:

@@ -370,7 +370,7 @@ def test_labels_below_the_threshold_train_when_idle_bad_ones_alone_skipped_both_
     (Path(hostile_backend["log"]).parent / "peak-worker-memory.txt").write_text(
         f"{peak}\n{memory.where}\n"
     )
-    # The goal is 2 GiB: measured 2,037 MiB here, too close to assert without flaking; the
-    # process holds ~1 GB before any image (imports and the model).
-    assert peak < 2.25 * 2**30, peak
+    # 2 GB (the bound): measured 1,268 MiB here (2,037 MiB before the extractor took
+    # one image per pass and resized in uint8); ~0.9 GB of it is imports and the model
+    assert peak < 2e9, memory.where
     print(text, f"peak worker memory {hostile_backend['memory'].peak / 2**20:.0f} MiB")
