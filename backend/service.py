@@ -299,9 +299,9 @@ class Service:
             imported += len(done)
             replaced += [p for t in done for p in old_predictions.get(t, [])]
         removed = self.client.delete_predictions(replaced)
-        self.order_queue(project_id, version_label(serving.version))
         store.save_index(index)
-        store.save_skipped(errors)
+        store.save_skipped(errors)  # before ordering the queue, which may watch for seconds
+        self.order_queue(project_id, version_label(serving.version))
         self.try_authorise_webhooks(project_id)
         log.info(
             "project %s: %d predictions imported (model %s), %d fetched, %d old removed, %d errors",
