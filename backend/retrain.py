@@ -192,13 +192,15 @@ def _too_few_changes(
 
 
 def changed_labels(revisions: dict[int, tuple[str, str]], before: dict[str, Any]) -> list[int]:
-    """Labelled tasks whose annotation is new or changed since the retrain `before` recorded
+    """Tasks whose label is new, changed or deleted since the retrain `before` recorded
     (labels it held out count as not trained on)."""
     trained = before.get("revisions")
     if not isinstance(trained, dict):  # no per-label record: all or nothing
         same = before.get("fingerprint") == fingerprint(revisions, revisions)
         return [] if same else sorted(revisions)
-    return sorted(t for t in revisions if trained.get(str(t)) != _revision(revisions[t]))
+    changed = {t for t in revisions if trained.get(str(t)) != _revision(revisions[t])}
+    deleted = {int(t) for t in trained if t.isdigit() and int(t) not in revisions}
+    return sorted(changed | deleted)
 
 
 def _revision(revision: tuple[str, str]) -> str:

@@ -13,7 +13,7 @@ def test_before_any_retrain_every_label_is_new():
     assert changed_labels(REVISIONS, {}) == [1, 2, 3]
 
 
-def test_new_edited_and_held_out_labels_count_trained_ones_do_not():
+def test_new_edited_deleted_and_held_out_labels_count_trained_ones_do_not():
     before = {"revisions": {"1": "11:2026-11-01T10:00:00Z", "2": "12:2026-11-01T09:00:00Z"}}
     # 1 trained as is; 2 edited since (another time); 3 new (or held out: not recorded)
     assert changed_labels(REVISIONS, before) == [2, 3]
@@ -21,6 +21,8 @@ def test_new_edited_and_held_out_labels_count_trained_ones_do_not():
     assert changed_labels(REVISIONS, {"revisions": everything}) == []
     replaced = {**everything, "3": "99:2026-11-02T09:00:00Z"}  # another annotation
     assert changed_labels(REVISIONS, {"revisions": replaced}) == [3]
+    deleted = {**everything, "4": "14:2026-11-01T08:00:00Z"}  # trained on, label deleted since
+    assert changed_labels(REVISIONS, {"revisions": deleted}) == [4]
 
 
 def test_a_record_without_revisions_is_all_or_nothing():
