@@ -1,5 +1,5 @@
 """The Label Studio ML backend HTTP API: /health, /setup, /predict, /webhook, /train, and
-the project dashboard (/dashboard, /dashboard/data).
+the project dashboard (/dashboard, /dashboard/data, /dashboard/task).
 
 Label Studio calls /setup often and expects an answer within seconds, and gives webhooks
 one second: both only read small files and enqueue work. Labels below the retrain
@@ -27,7 +27,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import BadRequest
 
 from backend.dashboard import dashboard_data
-from backend.dashboard_page import render_page
+from backend.dashboard_page import render_page, render_task_page
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.prediction_label import version_label
 from backend.project_options import ProjectOptions, save_options
@@ -35,6 +35,7 @@ from backend.project_view import all_projects, known_projects
 from backend.queues import JobQueue, make_queue
 from backend.service import Service, project_id_of
 from backend.settings import Settings
+from backend.task_view import TaskViewError, task_view
 from training.registry import Registry, RegistryError
 
 log = logging.getLogger("crackal.backend")
@@ -264,6 +265,21 @@ def create_app(
         """The project's dashboard page: curves, stop signal, versions, labels."""
         data = dashboard_data(settings.registry, _project(request.args.get("project")))
         return render_page(data), 200, {"Content-Type": "text/html; charset=utf-8"}
+
+    @app.get("/dashboard/task")
+    def dashboard_task():
+        """One pool task opened from the map: image, pre-annotation, Grad-CAM, nearest
+        training images (backend/task_view.py)."""
+        project = _project(request.args.get("project"))
+        try:
+            task = int(request.args.get("task", ""))
+        except ValueError:
+            return jsonify(error="'task' must be a task id"), 400
+        try:
+            view = task_view(service, project, task)
+        except TaskViewError as exc:
+            return jsonify(error=str(exc)), 404
+        return render_task_page(view), 200, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.post("/train")
     def train():

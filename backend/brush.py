@@ -59,6 +59,13 @@ def result_size(result: dict[str, Any]) -> tuple[int, int]:
     return h, w
 
 
+def rle_mask(rle: list[int], shape: tuple[int, int]) -> np.ndarray:
+    """The H x W bool mask of a brush RLE of that size (as crackal wrote it)."""
+    if rle_length(rle) != shape[0] * shape[1] * 4:
+        raise BrushError(f"brush RLE holds {rle_length(rle)} values, expected {shape}x4")
+    return decode_rle(rle).reshape(shape[0], shape[1], 4)[:, :, 3] > 0
+
+
 def result_mask(result: dict[str, Any], max_pixels: int = 64_000_000) -> np.ndarray:
     """The H x W bool mask of one brushlabels result (its alpha channel is the paint).
 

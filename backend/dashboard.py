@@ -7,7 +7,9 @@ versions of the project's line, and the scaled distances of the tasks still to l
   queue read off those bins;
 - the stop signal: the far images' F (scaled distance >= `far`) is within `tolerance` of the
   near ones' and at least `target`, each from >= MIN_PER_SIDE labels; its inputs and their
-  intervals are part of the answer, so a reader sees how sure it is.
+  intervals are part of the answer, so a reader sees how sure it is;
+- the map of the pool as its last scoring drew it (t-SNE and DBSCAN clusters of the
+  training and pool points, the band and the tasks labelled since marked).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from backend.edit_records import EditLog
 from backend.last_retrain import read_last_retrain
 from backend.pool_store import PoolStore
+from backend.project_map import LABELLED, ProjectMap
 from training.registry import Registry, RegistryError
 
 BIN_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -125,6 +128,7 @@ def dashboard_data(
             ),
         },
         "versions": _versions(registry_root, project),
+        "map": _map(registry_root, project, far, labelled),
     }
 
 
@@ -139,6 +143,51 @@ def _expected(remaining: dict[int, float], bins: list[dict[str, Any]]) -> dict[s
         b = _bin_of(d)
         per_task[str(task)] = min(known, key=lambda kv: abs(kv[0] - b))[1]
     return {"mean": float(np.mean(list(per_task.values()))), "per_task": per_task}
+
+
+def _map(
+    registry_root: Path | str, project: int, far: float, labelled: set[int]
+) -> dict[str, Any] | None:
+    """The points of the project's map (backend/project_map.py) as drawn at its last
+    scoring; None before the first."""
+    found = ProjectMap.load(registry_root, project)
+    if found is None:
+        return None
+    drawn = found.drawn
+    training = []
+    for row, (x, y), cluster in zip(
+        drawn.primary_rows, drawn.primary_coords, drawn.clusters, strict=False
+    ):
+        name = found.primary_names[row]
+        task = int(name[len(LABELLED) :]) if name.startswith(LABELLED) else None
+        training.append(
+            {"name": name, "task": task, "x": float(x), "y": float(y), "cluster": int(cluster)}
+        )
+    pool = []
+    offset = len(drawn.primary_rows)
+    for i, (row, (x, y)) in enumerate(zip(drawn.pool_rows, drawn.pool_coords, strict=True)):
+        scaled = float(found.scaled[row])
+        pool.append(
+            {
+                "task": int(found.pool_ids[row]),
+                "x": float(x),
+                "y": float(y),
+                "cluster": int(drawn.clusters[offset + i]),
+                "scaled_distance": scaled,
+                "band": scaled >= far,
+                "labelled_since": int(found.pool_ids[row]) in labelled,
+            }
+        )
+    clusters = {int(c) for c in drawn.clusters if c >= 0}
+    return {
+        "version": found.version,
+        "points": len(found.primary_names) + len(found.pool_ids),
+        "drawn": len(drawn.coords),
+        "clusters": len(clusters),
+        "noise": int((drawn.clusters < 0).sum()),
+        "training": training,
+        "pool": pool,
+    }
 
 
 def _versions(registry_root: Path | str, project: int) -> list[dict[str, Any]]:

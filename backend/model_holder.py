@@ -12,6 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,6 +41,7 @@ class Serving:
     base_features: np.ndarray  # (n, q); (0, 0) without CRACKAL_BASE_TRAIN
     problem: str | None = None  # set when this is a fallback for a damaged version
     onnx: OnnxRunner | None = None  # the model on onnxruntime, for masks; None: torch
+    base_names: tuple[str, ...] = ()  # P's images: paths under CRACKAL_BASE_TRAIN, in row order
 
     @property
     def version(self) -> str:
@@ -97,9 +99,12 @@ class ModelHolder:
         )
         cache = FeatureCache(s.cache, extractor.version)
         base = np.zeros((0, 0), dtype=np.float32)
+        names: tuple[str, ...] = ()
         if s.base_train is not None:
-            base = embed_paths(list_images(s.base_train), extractor, cache, s.batch_size).features
-        return Serving(model, extractor, cache, base, problem, self._onnx(model))
+            paths = list_images(s.base_train)
+            base = embed_paths(paths, extractor, cache, s.batch_size).features
+            names = tuple(_name_under(path, s.base_train) for path in paths)
+        return Serving(model, extractor, cache, base, problem, self._onnx(model), names)
 
     def _onnx(self, model: LoadedModel) -> OnnxRunner | None:
         """The version's onnxruntime runner (exported on first use, cached on disk), or None
@@ -117,3 +122,10 @@ class ModelHolder:
                 f"{type(exc).__name__}: {exc}"[:500],
             )
             return None
+
+
+def _name_under(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return path.name

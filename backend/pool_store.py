@@ -7,8 +7,9 @@
         skipped it
     <registry>/projects/project-<id>/distances.json    the last scoring's model version and
         each unlabelled task's scaled I_dist
+    <registry>/projects/project-<id>/map.npz           the pool's map (backend/project_map.py)
 
-The scoring job writes both; `/predict` reads the fit, so scoring k tasks costs k images.
+The scoring job writes them; `/predict` reads the fit, so scoring k tasks costs k images.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from training.registry import project_folder
 
 class PoolStore:
     def __init__(self, registry_root: Path | str, project_id: int) -> None:
+        self.project = project_id
         self.folder = project_folder(registry_root, project_id)
 
     def fit_path(self, key: str) -> Path:

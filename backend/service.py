@@ -31,6 +31,7 @@ from backend.mask_cache import MaskCache
 from backend.model_holder import ModelHolder, Serving
 from backend.pool_store import PoolStore
 from backend.prediction_label import labelled_version, version_label
+from backend.project_map import LABELLED, ProjectMap
 from backend.project_options import load_options
 from backend.project_threshold import project_threshold
 from backend.settings import Settings
@@ -367,6 +368,8 @@ class Service:
         store.save_fit(serving.fit_key, fit)
         scaled = fit.scaled_at_fit(i_dist)
         store.save_distances(serving.version, dict(zip(s_ids, scaled, strict=True)))
+        labelled_ids = [t for t in features if t in labelled]
+        self._draw_map(serving, store.project, fit, labelled_ids, s_ids, pool, scaled)
         scores = queue_scores(
             settings.strategy,
             primary,
@@ -377,6 +380,29 @@ class Service:
             seed=zlib.crc32(f"{store.folder.name}:{serving.version}".encode()),
         )
         return {t: float(x) for t, x in zip(s_ids, scores, strict=True)}
+
+    def _draw_map(
+        self,
+        serving: Serving,
+        project_id: int,
+        fit: DistanceFit,
+        labelled_ids: list[int],
+        s_ids: list[int],
+        pool: np.ndarray,
+        scaled: np.ndarray,
+    ) -> None:
+        """Draw and keep the project's map (backend/project_map.py); a failure costs only
+        the map, never the scoring."""
+        base = list(serving.base_names)
+        if len(base) != len(serving.base_features):
+            base = [f"base image {i}" for i in range(len(serving.base_features))]
+        names = base + [f"{LABELLED}{t}" for t in labelled_ids]
+        try:
+            ProjectMap.draw(serving.version, fit, names, s_ids, pool, scaled).save(
+                self.settings.registry, project_id
+            )
+        except Exception as exc:
+            log.warning("project %s: pool map not drawn: %s", project_id, exc)
 
     def order_queue(self, project_id: int, model_version: str, settle: float = 5.0) -> None:
         """Farthest first: uncertainty sampling over predictions of `model_version`.

@@ -1,6 +1,6 @@
 """The dashboard in a real browser (Debian's chromium, headless, driven by Selenium): it
-loads behind the backend's auth, every figure renders, and the stop signal's inputs on the
-page are the served numbers."""
+loads behind the backend's auth, every figure renders, the stop signal's inputs on the
+page are the served numbers, and a point of the map opens its task's page."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import shutil
 import threading
 
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.support.wait import WebDriverWait
 from werkzeug.serving import make_server
 
 from backend.app import create_app
@@ -15,6 +17,7 @@ from backend.dashboard import dashboard_data
 from backend.settings import Settings
 from tests.availability import unavailable
 from tests.test_dashboard import project  # noqa: F401  (the fixture)
+from tests.test_pool_map import POOL_IDS, mapped  # noqa: F401  (the fixture)
 
 
 @pytest.fixture
@@ -70,3 +73,31 @@ def test_the_dashboard_renders_in_chromium_behind_auth(browser, served, tmp_path
     edits = browser.find_element("id", "edits").text.splitlines()[1:]
     assert len(edits) == len(data["edits"])
     browser.save_screenshot(str(tmp_path / "dashboard.png"))
+
+
+def test_a_point_of_the_map_opens_its_task_in_chromium(browser, mapped, tmp_path):  # noqa: F811
+    server = make_server("127.0.0.1", 0, create_app(mapped["settings"]), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://u:p@127.0.0.1:{server.server_port}/dashboard?project=4")
+        points = browser.find_elements("css selector", "#map svg a")
+        assert len(points) == len(POOL_IDS)
+        browser.save_screenshot(str(tmp_path / "map.png"))
+        href = points[3].get_attribute("xlink:href") or points[3].get_attribute("href")
+        ActionChains(browser).move_to_element(points[3]).click().perform()
+        task = int(href.rsplit("task=", 1)[1])
+        WebDriverWait(browser, 60).until(lambda b: len(b.window_handles) == 2)  # a new tab
+        browser.switch_to.window(browser.window_handles[1])
+        WebDriverWait(browser, 60).until(lambda b: "/dashboard/task?" in b.current_url)
+        assert browser.current_url.endswith(f"/dashboard/task?project=4&task={task}")
+        for figure in ("shown", "cam", "nearest-images"):
+            size = browser.execute_script(
+                "const i = document.getElementById(arguments[0]);"
+                "return i.complete ? [i.naturalWidth, i.naturalHeight] : null;",
+                figure,
+            )
+            assert size and size[0] > 200 and size[1] > 100, (figure, size)
+        assert len(browser.find_element("id", "nearest").find_elements("tag name", "li")) == 5
+        browser.save_screenshot(str(tmp_path / "task.png"))
+    finally:
+        server.shutdown()

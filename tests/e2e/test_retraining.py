@@ -18,6 +18,7 @@ import pytest
 import requests
 from label_studio_sdk.converter.brush import decode_rle
 
+from backend.annotations import is_labelled
 from backend.prediction_label import labelled_version, version_label
 
 from .helpers import BACKEND, brush_annotation, make_project, prediction, wait_for
@@ -340,3 +341,12 @@ def test_the_dashboard_lists_every_label_against_its_pre_annotation_as_recompute
     assert checked >= 6, (checked, len(edits))
     page = BACKEND.get(f"{rq_backend['url']}/dashboard?project={project['id']}", timeout=60)
     assert page.status_code == 200 and page.text.count("data:image/png;base64,") == 3
+    # the scoring job drew the map: every task still to label is on it, and opens
+    drawn = BACKEND.get(url, timeout=30).json()["map"]
+    remaining = {t["id"] for t in label_studio.tasks(project["id"]) if not is_labelled(t)}
+    assert remaining <= {p["task"] for p in drawn["pool"]}, drawn
+    opened = BACKEND.get(
+        f"{rq_backend['url']}/dashboard/task?project={project['id']}&task={min(remaining)}",
+        timeout=60,
+    )
+    assert opened.status_code == 200 and opened.text.count("data:image/png;base64,") == 3
