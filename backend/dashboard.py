@@ -3,8 +3,8 @@ label against the pre-annotation it started from (backend/edit_records.py), the 
 versions of the project's line, and the scaled distances of the tasks still to label.
 
 - the live curve: pre-annotation F against scaled I_dist, per model version (moving mean);
-- F per distance bin with a bootstrap 95% interval, and the expected F of the remaining
-  queue read off those bins;
+- F per distance bin with a bootstrap 95% interval, and the expected F of each remaining
+  task read off a non-increasing fit of F against distance (selection/expected_f.py);
 - the stop signal: the far images' F (scaled distance >= `far`) is within `tolerance` of the
   near ones' and at least `target`, each from >= MIN_PER_SIDE labels; its inputs and their
   intervals are part of the answer, so a reader sees how sure it is;
@@ -23,6 +23,7 @@ from backend.edit_records import EditLog
 from backend.last_retrain import read_last_retrain
 from backend.pool_store import PoolStore
 from backend.project_map import LABELLED, ProjectMap
+from selection.expected_f import ExpectedF
 from training.registry import Registry, RegistryError
 
 BIN_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -101,7 +102,7 @@ def dashboard_data(
     labelled = {r.task for r in records}
     version, scaled = PoolStore(registry_root, project).load_distances()
     remaining = {t: d for t, d in scaled.items() if t not in labelled}
-    expected = _expected(remaining, bins)
+    expected = _expected(remaining, records)
     return {
         "project": project,
         "edits": edits,
@@ -132,17 +133,21 @@ def dashboard_data(
     }
 
 
-def _expected(remaining: dict[int, float], bins: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean expected F of the remaining tasks, each read off its distance bin (the nearest
-    bin with labels when its own has none); None without any labelled bin."""
-    known = [(i, b["mean"]) for i, b in enumerate(bins) if b["mean"] is not None]
-    if not known or not remaining:
-        return {"mean": None, "per_task": {}}
-    per_task = {}
-    for task, d in remaining.items():
-        b = _bin_of(d)
-        per_task[str(task)] = min(known, key=lambda kv: abs(kv[0] - b))[1]
-    return {"mean": float(np.mean(list(per_task.values()))), "per_task": per_task}
+def _expected(remaining: dict[int, float], records: list[Any]) -> dict[str, Any]:
+    """Expected F of each remaining task, read off the project's curve of F against
+    distance (selection/expected_f.py: the prediction score Label Studio shows for a
+    farthest-first queue), their mean, and the curve on a grid; None before it exists."""
+    curve = ExpectedF.from_labels((r.scaled_distance, r.pixel_f) for r in records)
+    if curve is None:
+        return {"mean": None, "per_task": {}, "curve": []}
+    grid = np.linspace(0.0, 1.0, 21)
+    on_grid = zip(grid, curve(grid), strict=True)
+    out: dict[str, Any] = {"curve": [[float(d), float(f)] for d, f in on_grid]}
+    ids = list(remaining)
+    values = curve(np.array([remaining[t] for t in ids])) if ids else np.zeros(0)
+    out["per_task"] = {str(t): float(v) for t, v in zip(ids, values, strict=True)}
+    out["mean"] = float(values.mean()) if ids else None
+    return out
 
 
 def _map(

@@ -35,6 +35,9 @@ def _curve_figure(data: dict[str, Any]) -> str:
         curve = data["curves"].get(version) or []
         if curve:
             ax.plot(*zip(*curve, strict=True), label=f"{version} (moving mean)")
+    expected = data["remaining"]["expected_f"]["curve"]
+    if expected:
+        ax.plot(*zip(*expected, strict=True), "k--", label="expected F (score in Label Studio)")
     ax.axvline(data["stop"]["far_from"], color="grey", linestyle=":", label="far band")
     ax.set(xlabel="scaled distance at prediction", ylabel="pre-annotation F", ylim=(-0.02, 1.02))
     ax.set_xlim(-0.02, 1.02)
@@ -164,7 +167,9 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px}}
 <table id="stop-inputs"><tr><th>side</th><th>labels</th><th>mean F</th><th>95% interval</th></tr>
 {_side("near", stop["near"])}{_side("far", stop["far"])}</table>
 <p>Remaining queue: {data["remaining"]["tasks"]} tasks, expected pre-annotation F
-<span id="expected-f">{_num(expected)}</span> (read off the curve's distance bins).</p>
+<span id="expected-f">{_num(expected)}</span> (each task's read off a non-increasing fit of
+F against distance; Label Studio shows it as the prediction score, sortable and filterable
+in the Data Manager, once 3 labels give the fit).</p>
 <img id="curve" alt="live curve" src="{_curve_figure(data)}">
 <img id="distances" alt="distances" src="{_distance_figure(data)}">
 <img id="effort" alt="effort" src="{_effort_figure(data)}">

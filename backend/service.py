@@ -25,6 +25,7 @@ import requests
 
 from backend.annotations import is_labelled
 from backend.brush import mask_rle, rle_result
+from backend.edit_records import EditLog
 from backend.label_config import BrushTarget, parse_brush_target
 from backend.label_studio import LabelStudio, LabelStudioError
 from backend.mask_cache import MaskCache
@@ -37,8 +38,10 @@ from backend.project_threshold import project_threshold
 from backend.settings import Settings
 from backend.task_image import TaskImageError, fetch_task_image, image_url
 from selection.distance_fit import DistanceFit
+from selection.expected_f import ExpectedF
 from selection.images import content_hash, decode_rgb
 from selection.queue_order import queue_scores
+from selection.strategies import Strategy
 from training.predict import predict_probs
 
 log = logging.getLogger("crackal.backend")
@@ -353,8 +356,8 @@ class Service:
         errors: dict[int, str],
         settings: Settings,
     ) -> dict[int, float]:
-        """Fit on P u S, store the fit, and return each unlabelled task's score: 1 - scaled
-        I_dist, or its rank in the order of the project's strategy (selection/queue_order)."""
+        """Fit on P u S, store the fit, and return each unlabelled task's score in the
+        order of the project's strategy (selection/queue_order.py)."""
         p_rows = [features[t] for t in features if t in labelled]
         s_ids = [t for t in features if t not in labelled]
         primary = _stack(serving.base_features, p_rows)
@@ -378,6 +381,7 @@ class Service:
             settings.band,
             settings.components,
             seed=zlib.crc32(f"{store.folder.name}:{serving.version}".encode()),
+            curve=self.expected_f(store.project),
         )
         return {t: float(x) for t, x in zip(s_ids, scores, strict=True)}
 
@@ -485,8 +489,25 @@ class Service:
                 return scores
             fit, i_dist = DistanceFit.fit(primary, s_rows, self.settings.components)
             scaled = fit.scaled_at_fit(i_dist)
-        scores.update({t: float(1.0 - x) for t, x in zip(s_ids, scaled, strict=True)})
+        curve = self._farthest_curve(project)
+        values = 1.0 - scaled if curve is None else curve.queue_scores(scaled)
+        scores.update({t: float(x) for t, x in zip(s_ids, values, strict=True)})
         return scores
+
+    def _farthest_curve(self, project: Any) -> ExpectedF | None:
+        """The project's curve when its queue is farthest-first (else None)."""
+        try:
+            project_id = project_id_of(project)
+        except ValueError:
+            return None
+        if self.project_settings(project_id).strategy is not Strategy.FARTHEST:
+            return None
+        return self.expected_f(project_id)
+
+    def expected_f(self, project_id: int) -> ExpectedF | None:
+        """The project's curve of pre-annotation F against distance, from its labels."""
+        records = EditLog(self.settings.registry, project_id).read()
+        return ExpectedF.from_labels((r.scaled_distance, r.pixel_f) for r in records)
 
 
 def _remember(put: Any, *args: Any) -> None:

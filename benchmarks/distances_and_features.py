@@ -5,7 +5,8 @@ Prints, for this machine:
   float64 matmul of the same shapes (S @ P.T, the whole m x n product materialised), and the
   peak extra resident memory of the I_dist call (measured before the matmul runs);
 - feature extraction images/s at 448 x 448 on real images (no cache), with 16 images per
-  encoder pass and with one (the shipped default), and the ratio.
+  encoder pass and with one, and on onnxruntime (one per pass, what the backend serves),
+  with the ratios.
 
 Usage: python benchmarks/distances_and_features.py [--m 100000 --n 10000 --z 25]
        [--images N] [--data ../shared/data]
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from selection.distances import image_to_dataset_distances
 from selection.embed import embed_paths
 from selection.extractors import imagenet_extractor
 from selection.images import list_images
+from selection.onnx_features import OnnxExtractor
 
 
 def rss_peak_mib() -> float:
@@ -70,6 +73,15 @@ def bench_features(data: Path, count: int) -> None:
               f"{per_pass} per encoder pass: {rate[per_pass]:6.2f} images/s ({dt:.1f} s, "
               "decode + resize included)")  # fmt: skip
     print(f"  one per pass / 16 per pass: {rate[1] / rate[16]:.2f}x")
+    with tempfile.TemporaryDirectory() as folder:
+        fast = OnnxExtractor(extractor, folder)
+        embed_paths(paths[:4], fast)  # warm-up
+        t0 = time.perf_counter()
+        result = embed_paths(paths, fast, cache=None, batch_size=16)
+        dt = time.perf_counter() - t0
+    rate["onnx"] = len(result.paths) / dt
+    print(f"features on onnxruntime (one per pass): {rate['onnx']:6.2f} images/s ({dt:.1f} s)")
+    print(f"  onnxruntime / torch (one per pass): {rate['onnx'] / rate[1]:.2f}x")
 
 
 def main() -> None:

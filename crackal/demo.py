@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -99,12 +101,50 @@ def run(args: argparse.Namespace) -> int:
     work = args.workdir.resolve()
     registry = Registry(work / "registry")
     version = ensure_model(registry, args.data, args.steps)
+    with local_stack(
+        args.label_studio, work, registry, args.data, args.port, args.backend_port
+    ) as stack:
+        project = create_project(
+            stack.ls, stack.backend, stack.auth, demo_images(args.data, args.images), version
+        )
+        print(
+            f"\nLabel Studio: {stack.ls.url}/projects/{project}/data  (login "
+            f"{stack.ls.username} / {stack.ls.password})\nbackend: {stack.backend}  jobs: "
+            f"{stack.jobs}\nlogs: {work}/*.log   Ctrl-C stops everything."
+        )
+        if args.exit_after_setup:
+            return 0
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+    return 0
+
+
+@dataclass
+class LocalStack:
+    ls: server.LabelStudioServer
+    backend: str  # the backend's URL
+    auth: tuple[str, str]  # the backend's basic auth
+    env: dict[str, str]  # the backend's and worker's environment
+    jobs: str  # where jobs run, in words
+
+
+@contextlib.contextmanager
+def local_stack(
+    label_studio: Path,
+    work: Path,
+    registry: Registry,
+    data: Path,
+    port: int = 0,
+    backend_port: int = 0,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LocalStack]:
+    """Label Studio, Redis and `crackal worker` (when `redis-server` is installed; else the
+    backend runs jobs itself) and the backend, all stopped when the block ends."""
     password = secrets.token_urlsafe(9)
     with contextlib.ExitStack() as stack:
         ls = stack.enter_context(
-            server.label_studio(
-                args.label_studio, work / "label-studio", args.port or None, password
-            )
+            server.label_studio(label_studio, work / "label-studio", port or None, password)
         )
         env = {
             **os.environ,
@@ -112,18 +152,21 @@ def run(args: argparse.Namespace) -> int:
             "LABEL_STUDIO_API_KEY": ls.token,
             "CRACKAL_REGISTRY": str(registry.root),
             "CRACKAL_CACHE": str(work / "cache"),
-            "CRACKAL_BASE_TRAIN": str(args.data / "deepcrack" / "train"),
-            "CRACKAL_BASE_VAL": str(args.data / "deepcrack" / "val"),
+            "CRACKAL_BASE_TRAIN": str(data / "deepcrack" / "train"),
+            "CRACKAL_BASE_VAL": str(data / "deepcrack" / "val"),
             # the backend's own credentials; Label Studio gets them when it connects
             "BASIC_AUTH_USER": "crackal",
             "BASIC_AUTH_PASS": secrets.token_urlsafe(16),
+            **(extra_env or {}),
         }
+        jobs = "in the backend process"
         redis_binary = shutil.which("redis-server")
         if redis_binary:
             redis_server = server.RedisServer(redis_binary, work)
             redis_server.start()
             stack.callback(redis_server.stop)
             env["REDIS_URL"] = redis_server.url
+            jobs = f"rq on {redis_server.url}"
             log = stack.enter_context(open(work / "worker.log", "a"))
             worker = subprocess.Popen(
                 [sys.executable, "-m", "crackal", "worker"],
@@ -132,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                 stderr=subprocess.STDOUT,
             )
             stack.callback(worker.terminate)
-        backend_port = args.backend_port or server.free_port()
+        backend_port = backend_port or server.free_port()
         backend = f"http://127.0.0.1:{backend_port}"
         stack.enter_context(
             server.running(
@@ -144,19 +187,7 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         auth = (env["BASIC_AUTH_USER"], env["BASIC_AUTH_PASS"])
-        project = create_project(ls, backend, auth, demo_images(args.data, args.images), version)
-        print(
-            f"\nLabel Studio: {ls.url}/projects/{project}/data  (login {ls.username} / "
-            f"{ls.password})\nbackend: {backend}  jobs: "
-            f"{'rq on ' + env['REDIS_URL'] if redis_binary else 'in the backend process'}\n"
-            f"logs: {work}/*.log   Ctrl-C stops everything."
-        )
-        if args.exit_after_setup:
-            return 0
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
-    return 0
+        yield LocalStack(ls, backend, auth, env, jobs)
 
 
 def create_project(
@@ -165,12 +196,13 @@ def create_project(
     auth: tuple[str, str],
     images: list[Path],
     version: str,
+    title: str = "crackal demo",
 ) -> int:
     """Create the brush project, upload `images`, connect the backend, wait for the queue."""
     http = requests.Session()
     http.headers["Authorization"] = f"Token {ls.token}"
     project = http.post(
-        f"{ls.url}/api/projects", timeout=60, json={"title": "crackal demo", "label_config": CONFIG}
+        f"{ls.url}/api/projects", timeout=60, json={"title": title, "label_config": CONFIG}
     ).json()["id"]
     files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(images)}
     http.post(

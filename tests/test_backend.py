@@ -14,6 +14,7 @@ from label_studio_sdk.converter.brush import decode_rle
 from PIL import Image
 
 from backend.app import create_app
+from backend.edit_records import EditLog, make_record
 from backend.image_source import own_route
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.pool_store import PoolStore
@@ -335,7 +336,8 @@ def test_a_webhook_storm_is_acknowledged_fast_with_one_job_per_project(client):
 
 def test_predict_scores_with_the_projects_stored_fit(settings, images, tmp_path):
     """With a stored fit for the project, /predict's score is 1 - the fit's scaling of the
-    task's own features: no other task of the project is read (Label Studio is down)."""
+    task's own features (its expected F once labels give a curve): no other task of the
+    project is read (Label Studio is down)."""
     service = Service(settings)
     serving = service.holder.current()
     rows = serving.extractor([read_rgb(p) for p in images])
@@ -350,6 +352,22 @@ def test_predict_scores_with_the_projects_stored_fit(settings, images, tmp_path)
     expected = 1 - fit.scaled_at_fit(i_dist)[middle]
     assert 0.0 < pred["score"] < 1.0
     assert pred["score"] == pytest.approx(expected, abs=1e-6)
+    # once the project's labels give a curve of F against distance, the score is the
+    # task's expected F read off it (blended by 1e-3 with 1 - distance for the order)
+    log = EditLog(settings.registry, 41)
+    label = np.zeros((20, 20), bool)
+    label[5:15, 8:11] = True
+    for i, shift in enumerate((0, 1, 2, 3)):
+        predicted = np.roll(label, shift, axis=1)
+        annotation = {"id": 70 + i, "updated_at": f"2026-11-27T11:0{i}"}
+        prediction = {"id": 80 + i, "model_version": "crackal-v1"}
+        log.append([make_record(90 + i, annotation, prediction, predicted, label, i / 3)])
+    fs = [r.pixel_f for r in log.read()]
+    assert fs == sorted(fs, reverse=True) and len(set(fs)) == 4  # falls with distance
+    scaled = fit.scaled_at_fit(i_dist)[middle]
+    on_curve = np.interp(scaled, [i / 3 for i in range(4)], fs)  # monotone: the points
+    (pred,) = service.predict(tasks, CONFIG, project="41.123")[0]
+    assert pred["score"] == pytest.approx(0.999 * on_curve + 0.001 * (1 - scaled), abs=1e-6)
 
 
 def test_hostile_task_urls_cost_only_their_own_task(client, images):

@@ -66,7 +66,12 @@ def test_every_label_is_listed_with_its_f_and_distance_as_recomputed(project):
     assert stop["stop"] == want
     assert data["remaining"]["tasks"] == 5
     assert data["remaining"]["scaled_distances"] == [0.0, 0.25, 0.5, 0.75, 1.0]
-    assert 0.0 <= data["remaining"]["expected_f"]["mean"] <= 1.0
+    per_task = data["remaining"]["expected_f"]["per_task"]
+    values = [per_task[str(50 + k)] for k in range(5)]  # at distances 0, 0.25, ..., 1
+    assert values == sorted(values, reverse=True)  # F is expected to fall with distance
+    fs = [f for *_, f in truth]
+    assert min(fs) <= min(values) and max(values) <= max(fs)
+    assert data["remaining"]["expected_f"]["mean"] == pytest.approx(np.mean(values))
 
 
 def test_the_page_is_served_behind_auth_with_every_figure(project):

@@ -1,6 +1,6 @@
 """Masks on onnxruntime: the exported version agrees with torch on real crack images (whole
 and tiled), the export is cached per version and reused, and any failure leaves torch
-serving."""
+serving; the benchmark's onnxruntime features equal torch's row by row and in ranking."""
 
 from __future__ import annotations
 
@@ -142,3 +142,26 @@ def test_an_export_that_disagrees_with_torch_is_refused(registry, runner, tmp_pa
     path.write_bytes(runner.path.read_bytes())  # v1's graph under v2's name
     with pytest.raises(ValueError, match="differs from torch"):
         load_runner(loaded_other, tmp_path)
+
+
+def test_features_on_onnxruntime_equal_torchs_and_rank_the_pool_the_same(
+    crack_data, extractor, tmp_path
+):
+    from selection.onnx_features import OnnxExtractor
+    from selection.scoring import score_set
+
+    fast = OnnxExtractor(extractor, tmp_path)
+    assert fast.version == extractor.version and fast.path.is_file()
+    primary = [read_rgb(p) for p in sorted((crack_data / "deepcrack/train/images").iterdir())[:8]]
+    pool = [
+        read_rgb(p)
+        for name in ("cfd", "crack500", "gaps384", "bsds500")
+        for p in sorted((crack_data / name / "images").iterdir())[:3]
+    ]
+    for images in (primary, pool):
+        want, got = extractor(images), fast(images)
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    names = [str(i) for i in range(len(pool))]
+    by_torch = score_set("pool", names, extractor(pool), extractor(primary))
+    by_onnx = score_set("pool", names, fast(pool), fast(primary))
+    assert list(np.argsort(by_torch.i_dist)) == list(np.argsort(by_onnx.i_dist))

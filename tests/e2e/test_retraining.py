@@ -6,6 +6,7 @@ worker killed mid-job, and labels arriving while a job runs."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -350,3 +351,33 @@ def test_the_dashboard_lists_every_label_against_its_pre_annotation_as_recompute
         timeout=60,
     )
     assert opened.status_code == 200 and opened.text.count("data:image/png;base64,") == 3
+    # Label Studio shows each remaining task's expected F (read off the project's curve of
+    # F against distance) as its prediction score; the Data Manager filters and sorts by it
+    per_task = BACKEND.get(url, timeout=30).json()["remaining"]["expected_f"]["per_task"]
+    assert per_task and set(map(int, per_task)) == remaining
+    for task in label_studio.tasks(project["id"]):
+        if task["id"] in remaining:
+            ours = [p for p in task["predictions"] if p["model_version"].startswith("crackal-")]
+            assert len(ours) == 1, task["predictions"]
+            assert abs(ours[0]["score"] - per_task[str(task["id"])]) <= 1.1e-3
+    cut = float(np.median(list(per_task.values())))
+    query = {
+        "ordering": ["-tasks:predictions_score"],
+        "filters": {
+            "conjunction": "and",
+            "items": [
+                {
+                    "filter": "filter:tasks:predictions_score",
+                    "operator": "greater_or_equal",
+                    "type": "Number",
+                    "value": cut,
+                }
+            ],
+        },
+    }
+    params = {"project": project["id"], "page_size": 1000, "query": json.dumps(query)}
+    shown = [t["id"] for t in label_studio.call("GET", "/api/tasks", params=params)["tasks"]]
+    listed = [per_task[str(t)] for t in shown if t in remaining]
+    assert listed == sorted(listed, reverse=True) or np.all(np.diff(listed) <= 2.2e-3)
+    assert {t for t in remaining if per_task[str(t)] >= cut + 1.1e-3} <= set(shown)
+    assert all(per_task[str(t)] >= cut - 1.1e-3 for t in shown if t in remaining)

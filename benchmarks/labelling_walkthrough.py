@@ -1,0 +1,210 @@
+"""What annotators see change: the pixel F of the pre-annotations a project receives after
+0, 3 and 7 labels, labels taken in the queue's own order, one project per set, against a
+real Label Studio, Redis, rq worker and backend on this machine.
+
+For each set a fresh project holds all of its images. At each stage the annotator asks
+Label Studio for the next task (`/api/projects/<id>/next`, the queue as shipped), paints
+the set's ground-truth mask and submits; the backend retrains (3 labels reach its
+threshold; with fewer new labels the script asks for a retrain, as a user can), judges
+the candidate on the project and re-scores. The script waits for that,
+then reads every task's pre-annotation back from Label Studio.
+
+Printed per set and stage: the version serving the project and why, the wall-clock
+seconds from the first label to the new pre-annotations, and the pooled pixel F (and mean
+per-image F) of the pre-annotations on the tasks no stage labelled (one fixed set per
+project, so stages compare). Results go to `--out` as JSON after each set (a stop keeps
+the finished sets; a rerun skips them).
+
+    .venv/bin/python benchmarks/labelling_walkthrough.py --registry REG \\
+        [--sets gaps384 cfd large] [--labels 0 3 7] [--workdir DIR] [--out FILE]
+
+`REG` holds the base model (e.g. the one `crackal demo` trained); it is copied, never
+changed. Needs Label Studio in .venv-ls and redis-server (./scripts/setup-services).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+from label_studio_sdk.converter.brush import decode_rle
+from PIL import Image
+
+from backend.brush import mask_result
+from backend.label_config import parse_brush_target
+from backend.last_retrain import read_last_retrain
+from backend.prediction_label import labelled_version
+from crackal.demo import CONFIG, create_project, local_stack
+from selection.images import list_images
+from training.registry import Registry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--registry", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--sets", nargs="+", default=["gaps384", "cfd", "large"])
+    parser.add_argument("--labels", nargs="+", type=int, default=[0, 3, 7])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/crackal-walkthrough"))
+    parser.add_argument("--out", type=Path, default=Path("walkthrough.json"))
+    parser.add_argument("--label-studio", type=Path, default=REPO / ".venv-ls/bin/label-studio")
+    args = parser.parse_args()
+    done = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for name in args.sets:
+        if name in done:
+            print(f"{name}: done earlier, skipped")
+            continue
+        work = args.workdir / name
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(args.registry, work / "registry")
+        done[name] = walk(args, name, work)
+        args.out.write_text(json.dumps(done, indent=1))
+        report(name, done[name])
+
+
+def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
+    registry = Registry(work / "registry")
+    images = list_images(args.data / name)
+    stages = sorted({n for n in args.labels if n < len(images)})
+    extra = {"CRACKAL_RETRAIN_THRESHOLD": "3", "CRACKAL_IDLE_DELAY": "86400"}
+    with local_stack(args.label_studio, work, registry, args.data, extra_env=extra) as stack:
+        http = requests.Session()
+        http.headers["Authorization"] = f"Token {stack.ls.token}"
+        base = registry.current()
+        pid = create_project(stack.ls, stack.backend, stack.auth, images, base, f"walk {name}")
+        masks = {p.name: args.data / name / "masks" / f"{p.stem}.png" for p in images}
+        target = parse_brush_target(CONFIG)
+        labelled: list[int] = []
+        seen: list[dict[str, Any]] = []
+        for stage in stages:
+            started = time.monotonic()
+            before = read_last_retrain(registry.root, pid)
+            while len(labelled) < stage:
+                task = http.get(f"{stack.ls.url}/api/projects/{pid}/next", timeout=120).json()
+                mask = np.asarray(Image.open(masks[file_name(task)])) > 127
+                body = {"result": [mask_result(mask, target)], "lead_time": 30.0}
+                body["parent_prediction"] = newest_prediction(task)
+                http.post(
+                    f"{stack.ls.url}/api/tasks/{task['id']}/annotations", json=body, timeout=120
+                ).raise_for_status()
+                labelled.append(task["id"])
+            if stage:
+                time.sleep(5)  # the webhooks of the last labels
+                if not busy(stack.backend, pid) and read_last_retrain(registry.root, pid) == before:
+                    requests.post(  # fewer new labels than the threshold: ask, as a user can
+                        f"{stack.backend}/train", json={"project": pid}, auth=stack.auth, timeout=30
+                    ).raise_for_status()
+                wait_retrained(stack.backend, registry.root, pid, before)
+            retrain_s = time.monotonic() - started if stage else 0.0
+            trained = read_last_retrain(registry.root, pid)
+            seen.append(
+                {
+                    "labels": stage,
+                    "labelled": list(labelled),
+                    "serving": registry.current(pid),
+                    "decision": trained.get("decision") if stage else "base model",
+                    "seconds": round(retrain_s, 1),
+                    "masks": predicted_masks(http, stack.ls.url, pid),
+                }
+            )
+            print(f"{name} {stage} labels: {seen[-1]['serving']} ({seen[-1]['decision']})")
+    never = [t for t in seen[-1]["masks"] if int(t) not in labelled]
+    files = {str(t): m for t, m in seen[-1]["masks"].items()}
+    for stage in seen:
+        stage.update(f_scores(stage.pop("masks"), never, files, masks))
+    return {"images": len(images), "evaluated": len(never), "stages": seen}
+
+
+def file_name(task: dict[str, Any]) -> str:
+    """The uploaded file's original name (Label Studio prefixes 8 characters and a dash)."""
+    return Path(task["data"]["image"]).name.split("-", 1)[1]
+
+
+def newest_prediction(task: dict[str, Any]) -> int | None:
+    ours = [p for p in task.get("predictions") or [] if labelled_version(p.get("model_version"))]
+    return max(ours, key=lambda p: p.get("created_at") or "")["id"] if ours else None
+
+
+def wait_retrained(backend: str, registry: Path, pid: int, before: dict[str, Any]) -> None:
+    """Until the project's retrain recorded a new decision and no job of it is queued or
+    running (the re-score that follows a retrain included)."""
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        if not busy(backend, pid) and read_last_retrain(registry, pid) != before:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"project {pid}: no retrain within 30 minutes")
+
+
+def busy(backend: str, pid: int) -> bool:
+    """Whether a job of the project is queued or running."""
+    jobs = requests.get(f"{backend}/health", timeout=30).json()["jobs"]
+    return any(k.endswith(f":{pid}") for k in jobs["queued"] + jobs["running"])
+
+
+def predicted_masks(http: requests.Session, url: str, pid: int) -> dict[str, dict[str, Any]]:
+    """Task id -> its crackal pre-annotation (file name, RLE and size) as Label Studio has it."""
+    data = http.get(
+        f"{url}/api/tasks",
+        params={"project": pid, "page_size": 10000, "fields": "all"},
+        timeout=300,
+    ).json()
+    out = {}
+    for task in data["tasks"] if isinstance(data, dict) else data:
+        ours = [p for p in task["predictions"] if labelled_version(p.get("model_version"))]
+        if ours:
+            value = max(ours, key=lambda p: p.get("created_at") or "")["result"][0]
+            out[str(task["id"])] = {
+                "file": file_name(task),
+                "rle": value["value"]["rle"],
+                "shape": [value["original_height"], value["original_width"]],
+            }
+    return out
+
+
+def f_scores(
+    predicted: dict[str, dict[str, Any]],
+    tasks: list[str],
+    files: dict[str, dict[str, Any]],
+    masks: dict[str, Path],
+) -> dict[str, float]:
+    """Pooled pixel F and mean per-image F of the pre-annotations of `tasks`."""
+    tp = fp = fn = 0
+    per_image = []
+    for t in tasks:
+        truth = np.asarray(Image.open(masks[files[t]["file"]])) > 127
+        h, w = predicted[t]["shape"]
+        shown = decode_rle(predicted[t]["rle"]).reshape(h, w, 4)[..., 3] > 0
+        a, b, c = (
+            int((shown & truth).sum()),
+            int((shown & ~truth).sum()),
+            int((~shown & truth).sum()),
+        )
+        tp, fp, fn = tp + a, fp + b, fn + c
+        per_image.append(2 * a / (2 * a + b + c) if a + b + c else 1.0)
+    return {
+        "pooled_f": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+        "mean_image_f": float(np.mean(per_image)),
+    }
+
+
+def report(name: str, result: dict[str, Any]) -> None:
+    print(f"\n{name}: {result['images']} images, F on the {result['evaluated']} never labelled")
+    print("labels  pooled F  mean image F  seconds  serving  decision")
+    for s in result["stages"]:
+        print(
+            f"{s['labels']:6d}  {s['pooled_f']:8.3f}  {s['mean_image_f']:12.3f}  "
+            f"{s['seconds']:7.0f}  {s['serving']:7s}  {s['decision']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
