@@ -381,7 +381,9 @@ class Service:
             settings.band,
             settings.components,
             seed=zlib.crc32(f"{store.folder.name}:{serving.version}".encode()),
-            curve=self.expected_f(store.project),
+            curve=self.expected_f(store.project)
+            if settings.strategy is Strategy.FARTHEST
+            else None,
         )
         return {t: float(x) for t, x in zip(s_ids, scores, strict=True)}
 

@@ -98,11 +98,12 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
                 labelled.append(task["id"])
             if stage:
                 time.sleep(5)  # the webhooks of the last labels
-                if not busy(stack.backend, pid) and read_last_retrain(registry.root, pid) == before:
+                idle = not busy(stack.backend, stack.auth, pid)
+                if idle and read_last_retrain(registry.root, pid) == before:
                     requests.post(  # fewer new labels than the threshold: ask, as a user can
                         f"{stack.backend}/train", json={"project": pid}, auth=stack.auth, timeout=30
                     ).raise_for_status()
-                wait_retrained(stack.backend, registry.root, pid, before)
+                wait_retrained(stack.backend, stack.auth, registry.root, pid, before)
             retrain_s = time.monotonic() - started if stage else 0.0
             trained = read_last_retrain(registry.root, pid)
             seen.append(
@@ -133,20 +134,22 @@ def newest_prediction(task: dict[str, Any]) -> int | None:
     return max(ours, key=lambda p: p.get("created_at") or "")["id"] if ours else None
 
 
-def wait_retrained(backend: str, registry: Path, pid: int, before: dict[str, Any]) -> None:
+def wait_retrained(
+    backend: str, auth: tuple[str, str], registry: Path, pid: int, before: dict[str, Any]
+) -> None:
     """Until the project's retrain recorded a new decision and no job of it is queued or
     running (the re-score that follows a retrain included)."""
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
-        if not busy(backend, pid) and read_last_retrain(registry, pid) != before:
+        if not busy(backend, auth, pid) and read_last_retrain(registry, pid) != before:
             return
         time.sleep(2)
     raise TimeoutError(f"project {pid}: no retrain within 30 minutes")
 
 
-def busy(backend: str, pid: int) -> bool:
+def busy(backend: str, auth: tuple[str, str], pid: int) -> bool:
     """Whether a job of the project is queued or running."""
-    jobs = requests.get(f"{backend}/health", timeout=30).json()["jobs"]
+    jobs = requests.get(f"{backend}/health", auth=auth, timeout=30).json()["jobs"]
     return any(k.endswith(f":{pid}") for k in jobs["queued"] + jobs["running"])
 
 
