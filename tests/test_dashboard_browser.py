@@ -42,6 +42,15 @@ def browser():
     chrome.quit()
 
 
+def rendered_size(browser, element_id: str) -> list[int] | None:
+    """[width, height] of a loaded image as the browser decoded it, None if not loaded."""
+    return browser.execute_script(
+        "const i = document.getElementById(arguments[0]);"
+        "return i.complete ? [i.naturalWidth, i.naturalHeight] : null;",
+        element_id,
+    )
+
+
 @pytest.fixture
 def served(project):  # noqa: F811
     root, _ = project
@@ -59,11 +68,7 @@ def test_the_dashboard_renders_in_chromium_behind_auth(browser, served, tmp_path
     browser.get(f"http://viewer:s3cret@127.0.0.1:{port}/dashboard?project=4")
     assert browser.title == "crackal: project 4"
     for figure in ("curve", "distances", "effort"):
-        size = browser.execute_script(
-            "const i = document.getElementById(arguments[0]);"
-            "return i.complete ? [i.naturalWidth, i.naturalHeight] : null;",
-            figure,
-        )
+        size = rendered_size(browser, figure)
         assert size and size[0] > 200 and size[1] > 100, (figure, size)
     data = dashboard_data(root, 4)
     rows = browser.find_element("id", "stop-inputs").text.splitlines()
@@ -91,11 +96,7 @@ def test_a_point_of_the_map_opens_its_task_in_chromium(browser, mapped, tmp_path
         WebDriverWait(browser, 60).until(lambda b: "/dashboard/task?" in b.current_url)
         assert browser.current_url.endswith(f"/dashboard/task?project=4&task={task}")
         for figure in ("shown", "cam", "nearest-images"):
-            size = browser.execute_script(
-                "const i = document.getElementById(arguments[0]);"
-                "return i.complete ? [i.naturalWidth, i.naturalHeight] : null;",
-                figure,
-            )
+            size = rendered_size(browser, figure)
             assert size and size[0] > 200 and size[1] > 100, (figure, size)
         assert len(browser.find_element("id", "nearest").find_elements("tag name", "li")) == 5
         browser.save_screenshot(str(tmp_path / "task.png"))

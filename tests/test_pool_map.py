@@ -125,6 +125,7 @@ def test_grad_cam_equals_an_independent_recomputation_on_a_real_image(crack_data
     image = read_rgb(path)
     cam = crack_cam(model, image, "tu-tf_efficientnet_lite0")
     assert cam.shape == image.shape[:2] and cam.min() >= 0 and cam.max() == pytest.approx(1.0)
+    assert not model.encoder._forward_hooks and not model.training  # the served model as it was
     # independently: torch.autograd.grad of the target w.r.t. the deepest encoder map (a
     # 320 x 480 CFD image: under 512 px and a multiple of 32, so neither scaled nor padded)
     assert image.shape[:2] == (320, 480)

@@ -11,6 +11,8 @@ most `max_side` pixels.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -41,19 +43,14 @@ def crack_cam(
         kept["maps"] = outputs[-1]
         outputs[-1].retain_grad()
 
-    was_training = model.training
-    model.eval()
-    hook = model.encoder.register_forward_hook(keep_deepest)
-    try:
-        with torch.enable_grad():
-            logits = model(normalize(x.to(device), encoder))[0, 0, : size[0], : size[1]]
-            crack = logits > 0
-            target = logits[crack].sum() if bool(crack.any()) else logits.sum()
-            model.zero_grad(set_to_none=True)
-            target.backward()
-    finally:
-        hook.remove()
-        model.train(was_training)
+    # a private copy: the served model may run in other threads meanwhile (no hook there)
+    model = copy.deepcopy(model).eval()
+    model.encoder.register_forward_hook(keep_deepest)
+    with torch.enable_grad():
+        logits = model(normalize(x.to(device), encoder))[0, 0, : size[0], : size[1]]
+        crack = logits > 0
+        target = logits[crack].sum() if bool(crack.any()) else logits.sum()
+        target.backward()
     maps, grads = kept["maps"].detach(), kept["maps"].grad
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * maps).sum(dim=1, keepdim=True))
@@ -62,5 +59,4 @@ def crack_cam(
     cam = F.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     peak = float(cam.max())
     cam = cam / peak if peak > 0 else cam
-    model.zero_grad(set_to_none=True)
     return cam.cpu().numpy().astype(np.float32)
