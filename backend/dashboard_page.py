@@ -88,8 +88,8 @@ def _map_svg(data: dict[str, Any]) -> str:
         [p["y"] for p in pool],
         s=[40 if p["band"] else 16 for p in pool],
         c=[colours(p["cluster"] % 10) if p["cluster"] >= 0 else "#555555" for p in pool],
-        edgecolors=["red" if p["band"] else "none" for p in pool],
-        label=f"pool ({len(pool)}; red edge: band, colour: cluster, dark grey: noise)",
+        edgecolors=["black" if p["band"] else "none" for p in pool],
+        label=f"pool ({len(pool)}; black edge: band, colour: cluster, dark grey: noise)",
     )
     project = data["project"]
     points.set_urls([f"dashboard/task?project={project}&task={p['task']}" for p in pool])
