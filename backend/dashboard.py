@@ -9,7 +9,7 @@ versions of the project's line, and the scaled distances of the tasks still to l
   near ones' and at least `target`, each from >= MIN_PER_SIDE labels; its inputs and their
   intervals are part of the answer, so a reader sees how sure it is;
 - the map of the pool as its last scoring drew it (t-SNE and DBSCAN clusters of the
-  training and pool points, the band and the tasks labelled since marked).
+  training and pool points; the far band and the labelled tasks marked).
 """
 
 from __future__ import annotations

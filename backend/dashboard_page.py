@@ -168,8 +168,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px}}
 {_side("near", stop["near"])}{_side("far", stop["far"])}</table>
 <p>Remaining queue: {data["remaining"]["tasks"]} tasks, expected pre-annotation F
 <span id="expected-f">{_num(expected)}</span> (each task's read off a non-increasing fit of
-F against distance; Label Studio shows it as the prediction score, sortable and filterable
-in the Data Manager, once 3 labels give the fit).</p>
+F against distance; for a farthest-first queue Label Studio shows it as the prediction
+score, sortable and filterable in the Data Manager, once 3 labels give the fit).</p>
 <img id="curve" alt="live curve" src="{_curve_figure(data)}">
 <img id="distances" alt="distances" src="{_distance_figure(data)}">
 <img id="effort" alt="effort" src="{_effort_figure(data)}">
@@ -221,9 +221,9 @@ def render_task_page(view: TaskView) -> str:
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}</style></head><body>
 <p><a href="../dashboard?project={view.project}">project {view.project}</a></p>
 <h1>Task {view.task}</h1>
-<p id="facts">scaled distance <span id="distance">{view.scaled_distance:.3f}</span>, cluster
-<span id="cluster">{"-" if view.cluster is None else view.cluster}</span>, model
-{html.escape(view.version)}</p>
+<p id="facts">scaled distance <span id="distance">{view.scaled_distance:.3f}</span> and
+cluster <span id="cluster">{"-" if view.cluster is None else view.cluster}</span> (scoring by
+{html.escape(view.scored_by)}); pre-annotation and Grad-CAM of {html.escape(view.version)}</p>
 <img id="shown" alt="image and pre-annotation" src="{shown}">
 <img id="cam" alt="Grad-CAM" src="{cam}">
 <h2>Nearest training images</h2>

@@ -101,9 +101,9 @@ class ModelHolder:
         base = np.zeros((0, 0), dtype=np.float32)
         names: tuple[str, ...] = ()
         if s.base_train is not None:
-            paths = list_images(s.base_train)
-            base = embed_paths(paths, extractor, cache, s.batch_size).features
-            names = tuple(_name_under(path, s.base_train) for path in paths)
+            embedded = embed_paths(list_images(s.base_train), extractor, cache, s.batch_size)
+            base = embedded.features
+            names = tuple(_name_under(path, s.base_train) for path in embedded.paths)
         return Serving(model, extractor, cache, base, problem, self._onnx(model), names)
 
     def _onnx(self, model: LoadedModel) -> OnnxRunner | None:

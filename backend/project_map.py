@@ -86,6 +86,13 @@ class ProjectMap:
         try:
             with np.load(map_path(registry_root, project), allow_pickle=False) as z:
                 drawn = PoolMap(z["primary_rows"], z["pool_rows"], z["coords"], z["clusters"])
+                if not all(
+                    a.ndim == 1 and a.dtype.kind == "i" and (a >= 0).all()
+                    for a in (drawn.primary_rows, drawn.pool_rows, z["pool_ids"])
+                ):
+                    return None
+                if drawn.coords.ndim != 2 or drawn.coords.shape[1] != 2:
+                    return None
                 found = cls(
                     str(z["version"]),
                     [str(n) for n in z["primary_names"]],
@@ -99,7 +106,10 @@ class ProjectMap:
             return None
         n, m = len(found.primary_names), len(found.pool_ids)
         consistent = (
-            found.primary_points.shape[0] == n
+            found.primary_points.ndim == 2
+            and found.pool_points.ndim == 2
+            and found.primary_points.shape[1] == found.pool_points.shape[1]
+            and found.primary_points.shape[0] == n
             and found.pool_points.shape[0] == m
             and found.scaled.shape == (m,)
             and len(drawn.coords) == len(drawn.primary_rows) + len(drawn.pool_rows)

@@ -508,8 +508,12 @@ class Service:
 
     def expected_f(self, project_id: int) -> ExpectedF | None:
         """The project's curve of pre-annotation F against distance, from its labels."""
-        records = EditLog(self.settings.registry, project_id).read()
-        return ExpectedF.from_labels((r.scaled_distance, r.pixel_f) for r in records)
+        try:
+            records = EditLog(self.settings.registry, project_id).read()
+            return ExpectedF.from_labels((r.scaled_distance, r.pixel_f) for r in records)
+        except Exception as exc:  # a damaged record costs the curve, never the scoring
+            log.warning("project %s: expected-F curve not fitted: %s", project_id, exc)
+            return None
 
 
 def _remember(put: Any, *args: Any) -> None:

@@ -38,7 +38,8 @@ class Neighbour:
 class TaskView:
     project: int
     task: int
-    version: str
+    version: str  # the version serving now: its pre-annotation and Grad-CAM
+    scored_by: str  # the version whose scoring drew the map and measured the distance
     scaled_distance: float
     cluster: int | None  # DBSCAN cluster on the map; None when the task was not drawn
     image: np.ndarray  # shown size
@@ -57,18 +58,21 @@ def task_view(service: Service, project: int, task: int, k: int = 5) -> TaskView
     if not len(where) or entry is None:
         raise TaskViewError(f"task {task} is not in project {project}'s pool")
     try:
-        data = fetch_image_bytes(entry["url"], settings, service.session, service.client, task)
+        data = fetch_image_bytes(entry.get("url"), settings, service.session, service.client, task)
         image = decode_rgb(data)
     except Exception as exc:
         raise TaskViewError(f"task {task}'s image: {exc}") from None
-    serving = service.holder.current(project)
-    cam = crack_cam(serving.model.model, image, serving.model.encoder)
+    try:
+        serving = service.holder.current(project)
+        cam = crack_cam(serving.model.model, image, serving.model.encoder)
+    except Exception as exc:
+        raise TaskViewError(f"no model to explain task {task} with: {exc}") from None
     mask = None
-    cached = service.masks(serving, service.threshold(serving, project)).get(entry["sha"])
+    cached = service.masks(serving, service.threshold(serving, project)).get(str(entry.get("sha")))
     if cached is not None:
         try:
             mask = rle_mask(*cached)
-        except BrushError:
+        except (BrushError, ValueError, IndexError, OverflowError):  # a damaged cache entry
             mask = None
     drawn = np.flatnonzero(pool_map.drawn.pool_rows == where[0])
     offset = len(pool_map.drawn.primary_rows)
@@ -77,6 +81,7 @@ def task_view(service: Service, project: int, task: int, k: int = 5) -> TaskView
     return TaskView(
         project,
         task,
+        serving.version,
         pool_map.version,
         float(pool_map.scaled[where[0]]),
         cluster,

@@ -5,7 +5,7 @@ Prints, for this machine:
   float64 matmul of the same shapes (S @ P.T, the whole m x n product materialised), and the
   peak extra resident memory of the I_dist call (measured before the matmul runs);
 - feature extraction images/s at 448 x 448 on real images (no cache), with 16 images per
-  encoder pass and with one, and on onnxruntime (one per pass, what the backend serves),
+  encoder pass and with one, and on onnxruntime (one per pass; the backend serves torch's),
   with the ratios.
 
 Usage: python benchmarks/distances_and_features.py [--m 100000 --n 10000 --z 25]

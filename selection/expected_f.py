@@ -38,7 +38,7 @@ class ExpectedF:
     @classmethod
     def from_labels(cls, points: Iterable[tuple[float | None, float]]) -> ExpectedF | None:
         """The curve of the labels that have a distance; None with fewer than MIN_LABELS."""
-        placed = [(d, f) for d, f in points if d is not None and np.isfinite(f)]
+        placed = [(d, f) for d, f in points if _finite(d) and _finite(f)]
         return cls(placed) if len(placed) >= MIN_LABELS else None
 
     def __call__(self, scaled: np.ndarray) -> np.ndarray:
@@ -49,3 +49,8 @@ class ExpectedF:
         """Expected F, blended by TIE with 1 - distance: strictly decreasing in distance."""
         scaled = np.asarray(scaled, dtype=np.float64)
         return (1.0 - TIE) * self(scaled) + TIE * (1.0 - scaled)
+
+
+def _finite(value: object) -> bool:
+    """A real, finite number (a damaged record may hold None, text or NaN)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)

@@ -20,8 +20,10 @@ def test_points_that_already_fall_are_the_curve_and_a_rise_is_pooled():
     assert rising(np.array([-1.0, 2.0])) == pytest.approx([0.8, 0.1])  # clipped to the ends
 
 
-def test_too_few_labels_give_no_curve_and_unplaced_labels_do_not_count():
+def test_too_few_labels_give_no_curve_and_unplaced_or_damaged_labels_do_not_count():
     assert ExpectedF.from_labels([(0.1, 0.5), (None, 0.4), (0.3, float("nan"))]) is None
+    damaged = [(float("nan"), 0.5), (0.2, None), (0.3, "0.5"), (True, 0.4), (0.5, float("inf"))]
+    assert ExpectedF.from_labels([(0.1, 0.5), (0.2, 0.4), *damaged]) is None
     assert ExpectedF.from_labels([(0.1, 0.5), (0.2, 0.4), (0.3, 0.3)]).labels == 3
 
 

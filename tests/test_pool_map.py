@@ -143,8 +143,10 @@ def test_grad_cam_equals_an_independent_recomputation_on_a_real_image(crack_data
     assert np.abs(mine - cam).max() < 1e-4
 
 
-def test_a_map_file_whose_arrays_disagree_is_not_used(mapped):
+@pytest.mark.parametrize("row", [10_000, -1])  # a pool point that does not exist
+def test_a_map_file_whose_arrays_disagree_is_not_used(mapped, row):
     found = ProjectMap.load(mapped["root"], 4)
-    found.drawn.pool_rows[0] = 10_000  # names a pool point that does not exist
+    found.drawn.pool_rows[0] = row
     found.save(mapped["root"], 4)
     assert ProjectMap.load(mapped["root"], 4) is None
+    assert dashboard_data(mapped["root"], 4)["map"] is None

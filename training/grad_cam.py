@@ -2,8 +2,8 @@
 towards "crack" (Selvaraju et al. 2017, adapted to segmentation as the damage-embedding
 paper explains its clusters).
 
-The target is the summed crack logit over the pixels the model calls crack (over all
-pixels when it calls none); each channel of the encoder's last feature map is weighted by
+The target is the summed crack logit over the pixels whose probability is above 0.5
+(over all pixels when there are none); each channel of the encoder's last feature map is weighted by
 its mean gradient, the weighted sum is rectified, upsampled to the image and scaled to
 [0, 1]. A coarse map by nature (1/32 of the input), so the image is first reduced to at
 most `max_side` pixels.
@@ -45,6 +45,9 @@ def crack_cam(
 
     # a private copy: the served model may run in other threads meanwhile (no hook there)
     model = copy.deepcopy(model).eval()
+    for parameter in model.parameters():  # gradients of the activations only
+        parameter.requires_grad_(False)
+    x.requires_grad_(True)
     model.encoder.register_forward_hook(keep_deepest)
     with torch.enable_grad():
         logits = model(normalize(x.to(device), encoder))[0, 0, : size[0], : size[1]]

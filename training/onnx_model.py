@@ -79,8 +79,8 @@ class OnnxRunner:
         options.log_severity_level = 3  # errors only
         options.enable_cpu_mem_arena = False  # ~100 MiB less resident, measured here
         # no busy-waiting threads after a run: the scoring job alternates torch features and
-        # these masks, and spinning threads slowed torch's features 5.6 s -> 4.1 s per 32
-        # real images (3.2 -> 3.7 images/s with both, masks unchanged; 2-core EPYC)
+        # these masks, and spinning threads slowed torch's features from 4.1 s to 5.6 s per 32
+        # real images (3.7 against 3.2 images/s with both, masks unchanged; 2-core EPYC)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(self.path), options, providers=["CPUExecutionProvider"]
