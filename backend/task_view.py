@@ -54,7 +54,8 @@ def task_view(service: Service, project: int, task: int, k: int = 5) -> TaskView
     if pool_map is None:
         raise TaskViewError(f"project {project} has no map yet (it is drawn when scored)")
     where = np.flatnonzero(pool_map.pool_ids == task)
-    entry = PoolStore(settings.registry, project).load_index().get(task)
+    index = PoolStore(settings.registry, project).load_index()  # read once per page
+    entry = index.get(task)
     if not len(where) or entry is None:
         raise TaskViewError(f"task {task} is not in project {project}'s pool")
     try:
@@ -88,18 +89,18 @@ def task_view(service: Service, project: int, task: int, k: int = 5) -> TaskView
         _resize(image, size),
         None if mask is None else _resize(mask.astype(np.uint8) * 255, size) > 127,
         np.asarray(Image.fromarray(cam).resize(size[::-1], Image.BILINEAR)),
-        [_neighbour(service, project, name) for name in pool_map.nearest_training(task, k)],
+        [_neighbour(service, index, name) for name in pool_map.nearest_training(task, k)],
     )
 
 
-def _neighbour(service: Service, project: int, name: str) -> Neighbour:
+def _neighbour(service: Service, index: dict[int, dict[str, str]], name: str) -> Neighbour:
     """A training image by its name on the map: a base image under CRACKAL_BASE_TRAIN or a
     labelled task of the project."""
     settings = service.settings
     try:
         if name.startswith(LABELLED):
             tid = int(name[len(LABELLED) :])
-            entry = PoolStore(settings.registry, project).load_index().get(tid)
+            entry = index.get(tid)
             if entry is None:
                 return Neighbour(name, None, "task no longer in the project")
             data = fetch_image_bytes(entry["url"], settings, service.session, service.client, tid)

@@ -150,3 +150,12 @@ def test_a_map_file_whose_arrays_disagree_is_not_used(mapped, row):
     found.save(mapped["root"], 4)
     assert ProjectMap.load(mapped["root"], 4) is None
     assert dashboard_data(mapped["root"], 4)["map"] is None
+
+
+def test_a_map_naming_a_file_outside_the_base_set_shows_no_image(mapped):
+    found = ProjectMap.load(mapped["root"], 4)
+    found.primary_names = ["../../../../etc/passwd"] * len(found.primary_names)
+    found.save(mapped["root"], 4)
+    client = create_app(mapped["settings"]).test_client()
+    page = client.get("/dashboard/task?project=4&task=61", headers=AUTH).get_data(as_text=True)
+    assert page.count("not under CRACKAL_BASE_TRAIN") == 5
