@@ -5,9 +5,10 @@ Label Studio calls /setup often and expects an answer within seconds, and gives 
 one second: both only read small files and enqueue work. Labels below the retrain
 threshold train once no label came for CRACKAL_IDLE_DELAY seconds (a ticker thread takes
 due projects: an `idle` job, which trains if any label changed since the last retrain).
-At start and at a project's first /setup in this process a reconcile job trains when at
-least the threshold of labels arrived while no webhook could be queued, and the idle
-deadline is armed for fewer. Every handler turns bad input
+When the webhooks counted the threshold of label events, and at start and at a project's
+first /setup in this process, a reconcile job trains if at least the threshold of labels
+changed since the last retrain (counted in Label Studio, so no label is trained twice);
+at start the idle deadline is armed for fewer. Every handler turns bad input
 into a 4xx JSON error and any failure into a 5xx JSON error; the server keeps running.
 
 Every route needs HTTP basic auth (BASIC_AUTH_USER / BASIC_AUTH_PASS) unless the backend
@@ -74,6 +75,16 @@ def create_app(
     def retrain(project: int) -> str:
         queue.reset_label_events(project)
         return queue.submit("retrain", project)
+
+    def enough_labels(project: int) -> str:
+        """The threshold's job. While a retrain is queued or running: its one follow-up.
+        Else a reconcile job, which trains if, counted in Label Studio, at least the
+        threshold of labels changed since the last retrain (so labels that another job
+        already trained on, e.g. the connect-time reconcile, are not trained twice)."""
+        if queue.active("retrain", project):
+            return retrain(project)
+        queue.reset_label_events(project)
+        return queue.submit("reconcile", project)
 
     def reconcile(project: int) -> None:
         """Once per process: queue a job that trains when enough labels arrived unseen, and
@@ -242,7 +253,7 @@ def create_app(
                 return jsonify(action=action, status="ignored: skipped task, not a label")
             changes = queue.count_label_event(project)
             if changes >= settings.retrain_threshold:
-                return jsonify(action=action, status=retrain(project))
+                return jsonify(action=action, status=enough_labels(project))
             queue.train_when_idle(project, time.time() + settings.idle_delay)
             return jsonify(
                 action=action,

@@ -7,20 +7,25 @@ from typing import Any
 
 from backend.project_lock import project_lock
 from backend.retrain import retrain_project, too_few_changes
-from backend.service import Service
+from backend.scoring_shards import ShardPool
+from backend.service import RescoreReport, Service
 from backend.settings import Settings
 from training.train import TrainConfig
 
-# rescore: score the pool; retrain: adapt to the labels (asked for, or enough new ones);
+# rescore: score the pool; retrain: adapt to the labels (asked for: "Start training");
 # reconcile: adapt if at least the retrain threshold of labels changed since the last
-# retrain (webhooks that were missed); idle: adapt if any label changed (labels below the
-# threshold, once none came for the idle delay).
+# retrain (the webhooks counted that many, or were missed); idle: adapt if any label
+# changed (labels below the threshold, once none came for the idle delay).
 KINDS = ("rescore", "retrain", "reconcile", "idle")
 
 
-def run_job(kind: str, project: int, service: Service) -> dict[str, Any]:
+def run_job(
+    kind: str, project: int, service: Service, shards: ShardPool | None = None
+) -> dict[str, Any]:
     """Run one job for one Label Studio project with `service`, never beside another job
-    of the same project (a re-score and a retrain of it wait for each other)."""
+    of the same project (a re-score and a retrain of it wait for each other). With
+    `shards` (on rq), a large project's images are analysed on several workers before
+    each scoring, the one after a retrain included."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(KINDS)})")
     s = service.settings
@@ -28,11 +33,18 @@ def run_job(kind: str, project: int, service: Service) -> dict[str, Any]:
     nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock
     if nothing_to_do is not None:
         return nothing_to_do
+
+    def rescore(project_id: int) -> RescoreReport:
+        pages = shards.analyse(service, project_id) if shards else []
+        report = service.rescore_project(project_id)
+        report.shards = pages
+        return report
+
     with project_lock(s.registry, project, wait=s.job_timeout):
         if kind == "rescore":
-            return service.rescore_project(project).as_dict()
+            return rescore(project).as_dict()
         config = TrainConfig.adapt(steps=s.adapt_steps)
-        return retrain_project(service, project, s.promote, config, min_changes=least)
+        return retrain_project(service, project, s.promote, config, least, rescore)
 
 
 @functools.cache

@@ -85,24 +85,30 @@ class LabelStudio:
         page in memory at a time)."""
         page = 1
         while True:
-            try:
-                pager = self._sdk(
-                    f"tasks of project {project_id}",
-                    lambda p=page: self.sdk.tasks.list(
-                        project=project_id, fields="all", page=p, page_size=page_size
-                    ),
-                )
-            except LabelStudioError as exc:
-                if page > 1 and "HTTP 404" in str(exc):
-                    return  # past the last page (the task count fell meanwhile)
-                raise
-            items = pager.items or []
-            for task in items:
-                yield task.dict()
-            total = getattr(pager.response, "total", None) or 0
+            items, total = self.tasks_page(project_id, page, page_size)
+            yield from items
             if not items or page * page_size >= total:
                 return
             page += 1
+
+    def tasks_page(
+        self, project_id: int, page: int, page_size: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of a project's tasks (pages from 1) and the project's task count; a page
+        past the last one is empty."""
+        try:
+            pager = self._sdk(
+                f"tasks of project {project_id}",
+                lambda: self.sdk.tasks.list(
+                    project=project_id, fields="all", page=page, page_size=page_size
+                ),
+            )
+        except LabelStudioError as exc:
+            if page > 1 and "HTTP 404" in str(exc):
+                return [], 0  # past the last page (the task count fell meanwhile)
+            raise
+        items = [task.dict() for task in pager.items or []]
+        return items, getattr(pager.response, "total", None) or 0
 
     def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> None:
         """Bulk import: [{task, model_version, score, result}, ...]."""

@@ -8,6 +8,8 @@
     <registry>/projects/project-<id>/distances.json    the last scoring's model version and
         each unlabelled task's scaled I_dist
     <registry>/projects/project-<id>/map.npz           the pool's map (backend/project_map.py)
+    <registry>/projects/project-<id>/shards/page-<n>.json  index entries a shard job wrote
+        for the scoring job that follows (backend/scoring_shards.py); merged, then removed
 
 The scoring job writes them; `/predict` reads the fit, so scoring k tasks costs k images.
 """
@@ -47,6 +49,30 @@ class PoolStore:
     def save_index(self, index: dict[int, dict[str, str]]) -> None:
         with atomic_write(self.folder / "tasks.json", "w") as fh:
             json.dump({str(k): v for k, v in index.items()}, fh)
+
+    def save_shard_index(self, page: int, index: dict[int, dict[str, str]]) -> None:
+        folder = self.folder / "shards"
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(folder / f"page-{page}.json", "w") as fh:
+            json.dump({str(k): v for k, v in index.items()}, fh)
+
+    def load_shard_indexes(self) -> dict[int, dict[str, str]]:
+        """The entries every shard wrote (unreadable files are skipped: those tasks are
+        fetched again)."""
+        out: dict[int, dict[str, str]] = {}
+        for path in sorted((self.folder / "shards").glob("page-*.json")):
+            try:
+                raw = json.loads(path.read_text())
+                out.update(
+                    {int(k): v for k, v in raw.items() if isinstance(v, dict) and "sha" in v}
+                )
+            except (OSError, ValueError, AttributeError):
+                continue
+        return out
+
+    def clear_shard_indexes(self) -> None:
+        for path in (self.folder / "shards").glob("page-*.json"):
+            path.unlink(missing_ok=True)
 
     def save_skipped(self, reasons: dict[int, str]) -> None:
         with atomic_write(self.folder / "skipped.json", "w") as fh:

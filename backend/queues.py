@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from backend.job_functions import run_job, worker_service
 from backend.job_state import JobState, Submission
 from backend.jobs import ThreadRunner
+from backend.scoring_shards import ShardPool
 from backend.service import Service
 
 log = logging.getLogger("crackal.jobs")
@@ -33,6 +34,7 @@ log = logging.getLogger("crackal.jobs")
 
 class JobQueue(Protocol):
     def submit(self, kind: str, project: int) -> Submission: ...
+    def active(self, kind: str, project: int) -> bool: ...
     def status(self) -> dict[str, Any]: ...
     def count_label_event(self, project: int) -> int: ...
     def reset_label_events(self, project: int) -> None: ...
@@ -55,6 +57,9 @@ class EmbeddedQueue:
 
     def submit(self, kind: str, project: int) -> Submission:
         return self.runner.submit(f"{kind}:{project}", lambda: run_job(kind, project, self.service))
+
+    def active(self, kind: str, project: int) -> bool:
+        return self.runner.active(f"{kind}:{project}")
 
     def status(self) -> dict[str, Any]:
         return {
@@ -153,6 +158,10 @@ class RedisQueue:
             self._enqueue(kind, project)
         return answer
 
+    def active(self, kind: str, project: int) -> bool:
+        """Whether a job of `kind` for `project` is queued or running."""
+        return self.redis.get(_keys(f"{kind}:{project}")[0]) is not None
+
     def _enqueue(self, kind: str, project: int) -> None:
         from rq import Callback, Retry
 
@@ -247,7 +256,8 @@ def run_in_worker(
     if os.environ.get("RQ_JOB_ID") == job.id:  # in the process rq forked for this job
         threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     try:
-        record["result"] = run_job(kind, project, service or worker_service())
+        shards = ShardPool(redis, job.origin, job.timeout or JOB_TIMEOUT)
+        record["result"] = run_job(kind, project, service or worker_service(), shards)
         record["state"] = JobState.FINISHED.value
     except Exception as exc:
         record["error"] = f"{exc.__class__.__name__}: {exc}"

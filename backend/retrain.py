@@ -17,7 +17,7 @@ import io
 import logging
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from backend.pool_store import PoolStore
 from backend.prediction_label import labelled_version
 from backend.project_threshold import MIN_LABELS, save_threshold
 from backend.retention import apply_retention
-from backend.service import Service
+from backend.service import RescoreReport, Service
 from backend.task_image import TaskImageError
 from selection.atomic import atomic_write
 from selection.images import decode_rgb
@@ -224,11 +224,13 @@ def retrain_project(
     promote: str = "if-better",
     config: TrainConfig | None = None,
     min_changes: int = 0,
+    rescore: Callable[[int], RescoreReport] | None = None,
 ) -> dict[str, Any]:
     """Adapt the project's current model to its labels (when `min_changes` > 0, only once
     that many labels are new or changed since the last retrain); returns what happened. The
     new version is promoted into the project's own line (a project never switches the
-    shared base model)."""
+    shared base model); then the pool is re-scored (`rescore`, by default
+    `service.rescore_project`)."""
     settings = service.settings
     revisions = label_revisions(service, project_id)
     before = last_trained(service, project_id)
@@ -290,7 +292,7 @@ def retrain_project(
         held,
         {str(t): _revision(revisions[t]) for t in trained},
     )
-    rescored = service.rescore_project(project_id)
+    rescored = (rescore or service.rescore_project)(project_id)
     return {
         "status": "trained",
         "project": project_id,

@@ -13,6 +13,7 @@ A task whose image or annotation is unusable gets a recorded reason and costs on
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import time
 import zlib
@@ -72,6 +73,23 @@ class Analysed:
 
 
 @dataclass
+class Walked:
+    """What a walk over tasks gathered: per task its index entry (image URL and content
+    hash) and feature row; the labelled tasks; why tasks failed; crackal's older predictions
+    of each task (and, when it has one, what it shows); how many images it fetched and how
+    many tasks it saw."""
+
+    index: dict[int, dict[str, str]] = field(default_factory=dict)
+    features: dict[int, np.ndarray] = field(default_factory=dict)
+    labelled: set[int] = field(default_factory=set)
+    errors: dict[int, str] = field(default_factory=dict)
+    old_predictions: dict[int, list[int]] = field(default_factory=dict)
+    shown: dict[int, str] = field(default_factory=dict)  # task -> `shown_key` of ours
+    fetched: int = 0
+    seen: int = 0
+
+
+@dataclass
 class RescoreReport:
     project: int
     model_version: str
@@ -80,7 +98,9 @@ class RescoreReport:
     labelled: int
     fetched: int  # images downloaded by this run (the others were known and cached)
     removed: int  # older crackal predictions removed after the import
+    kept: int = 0  # predictions Label Studio already showed unchanged (not imported again)
     errors: dict[int, str] = field(default_factory=dict)
+    shards: list[dict[str, Any]] = field(default_factory=list)  # pages analysed beforehand
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,7 +111,9 @@ class RescoreReport:
             "labelled": self.labelled,
             "fetched": self.fetched,
             "removed": self.removed,
+            "kept": self.kept,
             "errors": {str(k): v for k, v in self.errors.items()},
+            "shards": self.shards,
         }
 
 
@@ -226,71 +248,90 @@ class Service:
         return changed is not None
 
     # -- the scoring job --------------------------------------------------------------------
-    def rescore_project(self, project_id: int) -> RescoreReport:
-        """Score every task, import the predictions, remove crackal's older ones, order the
-        queue. Memory: one page of tasks, one batch of images and a feature row per task."""
-        serving = self.holder.current(project_id)
-        target = self.target(project_id)
-        store = PoolStore(self.settings.registry, project_id)
+    def walk_tasks(
+        self,
+        serving: Serving,
+        project_id: int,
+        tasks: Iterable[dict[str, Any]],
+        known: dict[int, dict[str, str]],
+        target: BrushTarget,
+    ) -> Walked:
+        """Features (and masks of unlabelled tasks) of `tasks`, fetching only images that
+        are new, whose URL changed or whose results are not cached (`known`: the stored
+        index). Memory: one batch of images and a feature row per task."""
         masks = self.masks(serving, self.threshold(serving, project_id))
-        known = store.load_index()
-        index: dict[int, dict[str, str]] = {}
-        features: dict[int, np.ndarray] = {}
-        labelled: set[int] = set()
-        errors: dict[int, str] = {}
-        old_predictions: dict[int, list[int]] = {}
+        walked = Walked()
         pending: list[tuple[int, str, bytes, bool]] = []
-        fetched = tasks_seen = 0
 
         def flush() -> None:
             batch = [(tid, data, not lab) for tid, _, data, lab in pending]
-            for tid, result in self.analyse(serving, batch, errors, project_id).items():
-                features[tid] = result.features
-                index[tid] = {
-                    "url": next(u for t, u, _, _ in pending if t == tid),
-                    "sha": result.sha,
-                }
+            urls = {tid: url for tid, url, _, _ in pending}
+            for tid, result in self.analyse(serving, batch, walked.errors, project_id).items():
+                walked.features[tid] = result.features
+                walked.index[tid] = {"url": urls[tid], "sha": result.sha}
             pending.clear()
 
-        for task in self.client.tasks(project_id):
-            tasks_seen += 1
+        for task in tasks:
+            walked.seen += 1
             tid = task.get("id")
             if not isinstance(tid, int):
                 continue
-            old_predictions[tid] = _our_predictions(task)
+            walked.old_predictions[tid] = _our_predictions(task)
+            shown = shown_of(task)
+            if shown is not None:
+                walked.shown[tid] = shown
             lab = is_labelled(task)
             if lab:
-                labelled.add(tid)
+                walked.labelled.add(tid)
             try:
                 url = image_url(task, target)
                 entry = known.get(tid)
                 if entry and entry.get("url") == url:
                     row = serving.cache.get(entry["sha"])
                     if row is not None and (lab or masks.has(entry["sha"])):
-                        features[tid], index[tid] = row, entry
+                        walked.features[tid], walked.index[tid] = row, entry
                         continue
                 data = self.fetch_image(task, target)
-                fetched += 1
+                walked.fetched += 1
             except TaskImageError as exc:
-                errors[tid] = str(exc)
+                walked.errors[tid] = str(exc)
                 continue
             pending.append((tid, url, data, lab))
             if len(pending) >= self.settings.batch_size:
                 flush()
         flush()
+        return walked
+
+    def rescore_project(self, project_id: int) -> RescoreReport:
+        """Score every task, import the predictions, remove crackal's older ones, order the
+        queue. Images that shard jobs (backend/scoring_shards.py) already analysed are not
+        fetched again. Memory: one page of tasks, one batch of images and a feature row per
+        task."""
+        serving = self.holder.current(project_id)
+        target = self.target(project_id)
+        store = PoolStore(self.settings.registry, project_id)
+        masks = self.masks(serving, self.threshold(serving, project_id))
+        known = {**store.load_index(), **store.load_shard_indexes()}
+        walked = self.walk_tasks(serving, project_id, self.client.tasks(project_id), known, target)
+        index, features, labelled = walked.index, walked.features, walked.labelled
+        errors, old_predictions = walked.errors, walked.old_predictions
         for tid, reason in errors.items():
             log.warning("project %s task %s: %s", project_id, tid, reason)
 
         scores = self._fit_and_score(
             serving, store, features, labelled, errors, self.project_settings(project_id)
         )
-        imported = 0
+        imported = kept = 0
         replaced: list[int] = []  # older crackal predictions of tasks that got a new one
         batch: list[dict[str, Any]] = []
+        label = version_label(serving.version)
         for tid, score in scores.items():
             mask = masks.get(index[tid]["sha"])
             if mask is None:
                 errors[tid] = "mask missing from the cache"
+                continue
+            if walked.shown.get(tid) == shown_key(label, score, mask[0]):
+                kept += 1  # Label Studio already shows this very prediction
                 continue
             batch.append(_prediction(tid, serving.version, score, mask, target))
             if len(batch) >= IMPORT_BATCH:
@@ -304,26 +345,30 @@ class Service:
             replaced += [p for t in done for p in old_predictions.get(t, [])]
         removed = self.client.delete_predictions(replaced)
         store.save_index(index)
+        store.clear_shard_indexes()
         store.save_skipped(errors)  # before ordering the queue, which may watch for seconds
         self.order_queue(project_id, version_label(serving.version))
         self.try_authorise_webhooks(project_id)
         log.info(
-            "project %s: %d predictions imported (model %s), %d fetched, %d old removed, %d errors",
+            "project %s: %d predictions imported, %d unchanged kept (model %s), %d fetched, "
+            "%d old removed, %d errors",
             project_id,
             imported,
+            kept,
             serving.version,
-            fetched,
+            walked.fetched,
             removed,
             len(errors),
         )
         return RescoreReport(
             project_id,
             serving.version,
-            tasks_seen,
+            walked.seen,
             imported,
             len(labelled & set(features)),
-            fetched,
+            walked.fetched,
             removed,
+            kept,
             errors,
         )
 
@@ -565,6 +610,29 @@ def _our_predictions(task: dict[str, Any]) -> list[int]:
         and isinstance(p.get("id"), int)
         and labelled_version(p.get("model_version")) is not None
     ]
+
+
+def shown_key(model_version: str, score: float, rle: Sequence[int]) -> str:
+    """What a prediction shows: its version label, score (to 1e-9) and mask."""
+    mask = hashlib.sha1(np.asarray(rle, dtype=np.uint8).tobytes()).hexdigest()
+    return f"{model_version}|{score:.9f}|{mask}"
+
+
+def shown_of(task: dict[str, Any]) -> str | None:
+    """`shown_key` of the task's crackal prediction when it has exactly one (several: an
+    earlier removal failed, so a new import replaces them all)."""
+    ours = [
+        p
+        for p in task.get("predictions") or []
+        if isinstance(p, dict) and labelled_version(p.get("model_version")) is not None
+    ]
+    if len(ours) != 1:
+        return None
+    try:
+        value = ours[0]["result"][0]["value"]
+        return shown_key(ours[0]["model_version"], float(ours[0]["score"]), value["rle"])
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+        return None  # not what we import: replace it
 
 
 def _reason(exc: Exception) -> str:

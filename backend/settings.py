@@ -53,10 +53,12 @@ class Settings:
     idle_delay: float = 600.0  # fewer labels train once no label came for this many seconds
     keep_versions: int = 20  # older versions are deleted, except any project's current one
     promote: str = "if-better"  # always | if-better | never
-    adapt_steps: int = 300
+    adapt_steps: int = 60
     job_retries: int = 2  # a failed job is retried this many times, with backoff
     job_timeout: int = 3600  # seconds a job may run
     redis_url: str = ""  # set: jobs go to rq workers; unset: a thread of the backend runs them
+    shard_tasks: int = 500  # on rq, larger projects are scored in pages of this many tasks
+    shard_helpers: int = 8  # at most this many helper jobs per scoring job
     crack_label: str = ""  # the label that marks cracks (else: the only one, or "crack...")
     log_level: str = "INFO"
     workers: int = 1  # HTTP worker processes; more than one needs REDIS_URL
@@ -122,6 +124,10 @@ class Settings:
         if s.job_timeout < 1:
             raise ValueError(f"CRACKAL_JOB_TIMEOUT must be at least 1 s: {s.job_timeout}")
         s.redis_url = e.get("REDIS_URL", "")
+        s.shard_tasks = int(e.get("CRACKAL_SHARD_TASKS", s.shard_tasks))
+        s.shard_helpers = int(e.get("CRACKAL_SHARD_HELPERS", s.shard_helpers))
+        if s.shard_helpers < 0:
+            raise ValueError(f"CRACKAL_SHARD_HELPERS must be >= 0: {s.shard_helpers}")
         s.crack_label = e.get("CRACKAL_LABEL", "")
         s.log_level = e.get("LOG_LEVEL", s.log_level).upper()
         if s.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

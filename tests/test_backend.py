@@ -480,3 +480,53 @@ def test_a_projects_refitted_threshold_makes_its_masks_and_only_for_its_version(
         masks[project] = decode_rle(rle).reshape((*probs.shape, 4))[..., 3] > 0
     assert np.array_equal(masks[41], probs > own)
     assert np.array_equal(masks[42], probs > loaded.threshold)
+
+
+def test_the_label_threshold_queues_a_reconcile_or_joins_a_running_retrain(settings):
+    """At the threshold the webhook queues a `reconcile` job (it counts the changed labels
+    again in Label Studio, so labels another job just trained on are not trained twice);
+    while a retrain is queued or running the labels become its one follow-up instead."""
+    from dataclasses import replace
+
+    import fakeredis
+
+    from backend.queues import RedisQueue
+
+    queue = RedisQueue(connection=fakeredis.FakeRedis())  # no worker: jobs stay queued
+    client = create_app(replace(settings, retrain_threshold=3), queue=queue).test_client()
+
+    def label(project: int) -> str:
+        body = {"action": "ANNOTATION_CREATED", "project": {"id": project}, "annotation": {}}
+        return client.post("/webhook", json=body).get_json()["status"]
+
+    assert [label(61) for _ in range(3)] == ["counted", "counted", "queued"]
+    assert queue.active("reconcile", 61) and not queue.active("retrain", 61)
+    assert client.post("/train", json={"project": 62}).get_json()["status"] == "queued"
+    assert [label(62) for _ in range(3)] == ["counted", "counted", "already queued"]
+    assert [k for k in queue.status()["queued"] if k.endswith(":62")] == ["retrain:62"]
+
+
+def test_what_a_task_shows_is_read_from_one_crackal_prediction_or_none():
+    """The scoring job keeps a prediction Label Studio already shows (same version, score
+    and mask) instead of importing it again; anything unusual is replaced, never a crash."""
+    from backend.service import shown_key, shown_of
+
+    rle = [0, 1, 2, 250]
+    ours = {"model_version": "crackal-v2", "score": 0.25, "result": [{"value": {"rle": rle}}]}
+    other = {"model_version": "someone-else", "score": 0.9, "result": []}
+    assert shown_of({"predictions": [ours, other]}) == shown_key("crackal-v2", 0.25, rle)
+    assert shown_key("crackal-v2", 0.25, rle) != shown_key("crackal-v2", 0.25, [0, 1, 2, 251])
+    assert shown_key("crackal-v2", 0.25, rle) != shown_key("crackal-v2", 0.2500001, rle)
+    for bad in (
+        {"predictions": [ours, ours]},  # two of ours: replace both
+        {"predictions": [other]},
+        {"predictions": None},
+        {},
+        {"predictions": [{**ours, "result": []}]},
+        {"predictions": [{**ours, "score": "high"}]},
+        {"predictions": [{**ours, "score": None}]},
+        {"predictions": [{**ours, "result": [{"value": {"rle": [300]}}]}]},
+        {"predictions": [{**ours, "result": [{"value": {"rle": "abc"}}]}]},
+        {"predictions": ["not a dict", ours, ours]},
+    ):
+        assert shown_of(bad) is None, bad

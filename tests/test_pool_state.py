@@ -72,3 +72,20 @@ def test_device_settings_refuse_nonsense(monkeypatch):
     monkeypatch.setenv("CRACKAL_DEVICE", "gpu-please")
     with pytest.raises(ValueError, match="not a device"):
         resolve_device()
+
+
+def test_shard_indexes_merge_a_damaged_one_costs_only_its_tasks_and_clear(tmp_path):
+    store = PoolStore(tmp_path, 3)
+    store.save_shard_index(1, {1: {"url": "a", "sha": "x"}, 2: {"url": "b", "sha": "y"}})
+    store.save_shard_index(2, {3: {"url": "c", "sha": "z"}})
+    (store.folder / "shards" / "page-3.json").write_text('{"4": {"url": "d", "sh')  # torn
+    (store.folder / "shards" / "page-4.json").write_text('["not", "an", "index"]')
+    (store.folder / "shards" / "page-5.json").write_text('{"5": {"url": "e"}}')  # no hash
+    assert store.load_shard_indexes() == {
+        1: {"url": "a", "sha": "x"},
+        2: {"url": "b", "sha": "y"},
+        3: {"url": "c", "sha": "z"},
+    }
+    store.clear_shard_indexes()
+    assert store.load_shard_indexes() == {}
+    assert PoolStore(tmp_path, 4).load_shard_indexes() == {}  # no folder at all

@@ -104,7 +104,9 @@ def ran(monkeypatch):
     """The job body replaced by a recorder: these tests are about the bookkeeping around it."""
     calls = []
     monkeypatch.setattr(queues, "worker_service", lambda: None)
-    monkeypatch.setattr(queues, "run_job", lambda kind, project, service: calls.append(kind) or {})
+    monkeypatch.setattr(
+        queues, "run_job", lambda kind, project, service, shards: calls.append(kind) or {}
+    )
     return calls
 
 

@@ -53,9 +53,9 @@ def start_training(url: str, pid: int) -> str:
     return resp.json()["status"]
 
 
-def last_job(url: str, pid: int) -> dict:
+def last_job(url: str, pid: int, kind: str = "retrain") -> dict:
     jobs = BACKEND.get(f"{url}/health", timeout=10).json()["jobs"]
-    return jobs.get("last", {}).get(f"retrain:{pid}", {})
+    return jobs.get("last", {}).get(f"{kind}:{pid}", {})
 
 
 def job_in_state(url: str, pid: int, state: str, seconds: float, after: float = 0.0) -> dict:
@@ -141,7 +141,7 @@ def test_three_labels_adapt_the_model_and_the_queue_follows(
         lambda: (lambda j: j if j.get("state") == "finished" else None)(
             BACKEND.get(f"{rq_backend['url']}/health", timeout=10)
             .json()["jobs"]["last"]
-            .get(f"retrain:{pid}", {})
+            .get(f"reconcile:{pid}", {})  # the threshold's job
         ),
         60,
         "the job's result in /health",
@@ -283,11 +283,13 @@ def test_a_webhook_storm_is_answered_fast_with_bounded_queue_growth(rq_backend):
     jobs = BACKEND.get(f"{url}/health", timeout=10).json()["jobs"]
     assert jobs["queue_length"] <= 1
     assert [k for k in jobs["queued"] + jobs["running"] if k.endswith(f":{missing}")] == [
-        f"retrain:{missing}"
+        f"reconcile:{missing}"  # the threshold's job
     ]
     assert redis.dbsize() - keys_before <= 20  # a few keys per job, none per event
     failed = wait_for(
-        lambda: (lambda j: j if j.get("state") == "failed" else None)(last_job(url, missing)),
+        lambda: (lambda j: j if j.get("state") == "failed" else None)(
+            last_job(url, missing, "reconcile")
+        ),
         180,
         "the storm's job to fail (no such project) after its retries",
     )

@@ -1,0 +1,148 @@
+"""A large project's scoring spread over several rq workers.
+
+The scoring job of a project with more than `CRACKAL_SHARD_TASKS` tasks first splits it
+into pages of that many tasks (Label Studio's own task pages). The page numbers go to a
+Redis list; the job enqueues helper jobs (one per page but its own, at most
+`CRACKAL_SHARD_HELPERS`) and takes pages itself too, so a project never waits for a
+worker that is not there. Each page: fetch, embed and predict its tasks into the shared
+feature and mask caches, and write its index entries (task -> image URL and content hash)
+to the project's folder. Then the scoring job proper runs (`Service.rescore_project`):
+every image is cached, so it fetches none, fits P u S once, scores and imports.
+
+A page whose helper died or is late is simply done again by that final pass: pages only
+fill caches, so doing one twice costs time, never correctness.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from backend.pool_store import PoolStore
+from backend.service import Service
+
+log = logging.getLogger("crackal.jobs")
+PREFIX = "crackal:shards"
+
+
+@dataclass
+class ShardPool:
+    """Where a scoring job finds helpers: the rq queue it runs on."""
+
+    redis: Any
+    queue_name: str
+    timeout: int  # seconds a helper job may run
+
+    @staticmethod
+    def pages(service: Service, project: int) -> int:
+        """How many pages of `CRACKAL_SHARD_TASKS` the project's tasks make (1: not worth
+        splitting)."""
+        per_page = service.settings.shard_tasks
+        if per_page < 1:
+            return 1
+        _, total = service.client.tasks_page(project, 1, 1)
+        return max(1, math.ceil(total / per_page))
+
+    def analyse(self, service: Service, project: int) -> list[dict[str, Any]]:
+        """Analyse the project's pages on this worker and any free ones; one record per
+        page ({page, worker, host, tasks, fetched, seconds} or {page, error}). Returns []
+        when the project is one page."""
+        from rq import Queue
+
+        pages = self.pages(service, project)
+        if pages < 2:
+            return []
+        per_page, helpers = service.settings.shard_tasks, service.settings.shard_helpers
+        run = uuid.uuid4().hex[:12]
+        todo, done = f"{PREFIX}:{project}:{run}:todo", f"{PREFIX}:{project}:{run}:done"
+        self.redis.rpush(todo, *range(1, pages + 1))
+        for key in (todo, done):
+            self.redis.expire(key, self.timeout + 300)
+        queue = Queue(self.queue_name, connection=self.redis)
+        for _ in range(min(pages - 1, helpers)):
+            queue.enqueue(
+                analyse_pages,
+                project,
+                run,
+                per_page,
+                job_timeout=self.timeout,
+                result_ttl=3600,
+                failure_ttl=86400,
+            )
+        slowest, _ = drain(service, self.redis, project, run, per_page)
+        deadline = time.monotonic() + max(120.0, 3 * slowest)
+        while self.redis.hlen(done) < pages and time.monotonic() < deadline:
+            time.sleep(0.5)
+        records = [json.loads(v) for v in self.redis.hvals(done)]
+        if len(records) < pages:
+            log.warning(
+                "project %s: %d of %d pages not reported by their helpers in time: the "
+                "scoring job does them itself",
+                project,
+                pages - len(records),
+                pages,
+            )
+        self.redis.delete(todo, done)
+        return sorted(records, key=lambda r: r["page"])
+
+
+def drain(
+    service: Service, redis: Any, project: int, run: str, page_size: int
+) -> tuple[float, int]:
+    """Take pages from the run's list until it is empty; returns the longest page's
+    seconds and how many pages this call did."""
+    todo, done = f"{PREFIX}:{project}:{run}:todo", f"{PREFIX}:{project}:{run}:done"
+    slowest, count = 0.0, 0
+    while (raw := redis.lpop(todo)) is not None:
+        page = int(raw)
+        t0 = time.monotonic()
+        try:
+            record = analyse_page(service, project, page, page_size)
+        except Exception as exc:  # this page only: the final pass does it again
+            log.warning("project %s page %s: %s", project, page, exc)
+            record = {"page": page, "error": f"{exc.__class__.__name__}: {exc}"[:300]}
+        slowest, count = max(slowest, time.monotonic() - t0), count + 1
+        redis.hset(done, str(page), json.dumps(record))
+    return slowest, count
+
+
+def analyse_page(service: Service, project: int, page: int, page_size: int) -> dict[str, Any]:
+    """Fetch, embed and predict one page of tasks into the caches; keep its index."""
+    from rq import get_current_job
+
+    t0 = time.monotonic()
+    serving = service.holder.current(project)
+    store = PoolStore(service.settings.registry, project)
+    tasks, _ = service.client.tasks_page(project, page, page_size)
+    walked = service.walk_tasks(
+        serving, project, tasks, store.load_index(), service.target(project)
+    )
+    store.save_shard_index(page, walked.index)
+    job = get_current_job()
+    return {
+        "page": page,
+        "worker": job.worker_name if job else None,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "tasks": sorted(walked.index),
+        "failed": len(walked.errors),
+        "fetched": walked.fetched,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+
+
+def analyse_pages(project: int, run: str, page_size: int) -> int:
+    """The helper rq job: pages of `run` until none is left; returns how many it did."""
+    from rq import get_current_job
+
+    from backend.job_functions import worker_service
+
+    redis = get_current_job().connection
+    return drain(worker_service(), redis, project, run, page_size)[1]
