@@ -136,7 +136,9 @@ def dashboard_data(
 def _expected(remaining: dict[int, float], records: list[Any]) -> dict[str, Any]:
     """Expected F of each remaining task, read off the project's curve of F against
     distance (selection/expected_f.py: the prediction score Label Studio shows for a
-    farthest-first queue), their mean, and the curve on a grid; None before it exists."""
+    farthest-first queue), their mean, the curve on a grid, and how many remaining tasks
+    are nearer than every label (for them the curve is a lower bound); None before it
+    exists."""
     curve = ExpectedF.from_labels((r.scaled_distance, r.pixel_f) for r in records)
     if curve is None:
         return {"mean": None, "per_task": {}, "curve": []}
@@ -147,6 +149,8 @@ def _expected(remaining: dict[int, float], records: list[Any]) -> dict[str, Any]
     values = curve(np.array([remaining[t] for t in ids])) if ids else np.zeros(0)
     out["per_task"] = {str(t): float(v) for t, v in zip(ids, values, strict=True)}
     out["mean"] = float(values.mean()) if ids else None
+    out["nearest_label"] = curve.nearest
+    out["nearer_than_labels"] = sum(remaining[t] < curve.nearest for t in ids)
     return out
 
 

@@ -123,6 +123,20 @@ def _map_section(data: dict[str, Any]) -> str:
     )
 
 
+def _below(data: dict[str, Any]) -> str:
+    """The share of the queue where the curve is only a lower bound, when there is one."""
+    expected = data["remaining"]["expected_f"]
+    below = expected.get("nearer_than_labels") or 0
+    if not below:
+        return ""
+    return (
+        f'. <span id="lower-bound">{below} of them are nearer than every label (scaled '
+        f"distance below {expected['nearest_label']:.2f}): F does not fall towards the "
+        "training set, so for them the curve gives a lower bound: label a few near tasks "
+        "to measure it</span>"
+    )
+
+
 def _num(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
@@ -169,7 +183,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px}}
 <p>Remaining queue: {data["remaining"]["tasks"]} tasks, expected pre-annotation F
 <span id="expected-f">{_num(expected)}</span> (each task's read off a non-increasing fit of
 F against distance; for a farthest-first queue Label Studio shows it as the prediction
-score, sortable and filterable in the Data Manager, once 3 labels give the fit).</p>
+score, sortable and filterable in the Data Manager, once 3 labels give the fit){_below(data)}.</p>
 <img id="curve" alt="live curve" src="{_curve_figure(data)}">
 <img id="distances" alt="distances" src="{_distance_figure(data)}">
 <img id="effort" alt="effort" src="{_effort_figure(data)}">

@@ -4,7 +4,8 @@ The method's finding is that a model's F falls as images get farther from its tr
 set. The annotators' labels measure it on the project: each label gives the F of the
 pre-annotation it replaced, at that task's scaled distance (backend/edit_records.py). An
 isotonic regression, non-increasing in distance, turns those points into a curve; a task's
-expected F is the curve at its distance.
+expected F is the curve at its distance. Nearer than every label the curve stays at its
+nearest value: as F does not fall towards the training set, that is a lower bound.
 
 As a queue score the curve is blended with 1 - scaled distance by `TIE` (1e-3): the score
 then stays within 0.001 of the expected F and is strictly decreasing in the distance, so
@@ -31,6 +32,7 @@ class ExpectedF:
             raise ValueError(f"need at least {MIN_LABELS} labels, got {len(pairs)}")
         d, f = np.array(pairs).T
         self.labels = len(pairs)
+        self.nearest = float(d.min())  # nearer than this the curve is only a lower bound
         self._fit = IsotonicRegression(
             increasing=False, y_min=0.0, y_max=1.0, out_of_bounds="clip"
         ).fit(d, f)

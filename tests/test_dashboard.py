@@ -72,6 +72,10 @@ def test_every_label_is_listed_with_its_f_and_distance_as_recomputed(project):
     fs = [f for *_, f in truth]
     assert min(fs) <= min(values) and max(values) <= max(fs)
     assert data["remaining"]["expected_f"]["mean"] == pytest.approx(np.mean(values))
+    nearest = min(d for _, d, _ in truth)  # nearer than every label: a lower bound only
+    assert data["remaining"]["expected_f"]["nearest_label"] == nearest
+    below = sum(k / 4 < nearest for k in range(5))
+    assert data["remaining"]["expected_f"]["nearer_than_labels"] == below >= 1
 
 
 def test_the_page_is_served_behind_auth_with_every_figure(project):
@@ -89,6 +93,8 @@ def test_the_page_is_served_behind_auth_with_every_figure(project):
         assert png.startswith(b"\x89PNG") and len(png) > 5000
     served = client.get("/dashboard/data?project=4", headers=auth).get_json()
     assert served == json.loads(json.dumps(dashboard_data(root, 4)))
+    below = served["remaining"]["expected_f"]["nearer_than_labels"]
+    assert f'<span id="lower-bound">{below} of them are nearer than every label' in page
 
 
 def test_report_writes_the_page_and_its_numbers(project, tmp_path):
