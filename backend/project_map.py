@@ -55,6 +55,20 @@ class ProjectMap:
             drawn,
         )
 
+    def shows(
+        self, version: str, primary_names: list[str], pool_ids: list[int], scaled: np.ndarray
+    ) -> bool:
+        """Whether this map was drawn for this version, P, pool and distances (1e-6)."""
+        try:
+            return (
+                self.version == version
+                and self.primary_names == list(primary_names)
+                and np.array_equal(self.pool_ids, pool_ids)
+                and np.allclose(self.scaled, scaled, atol=1e-6)
+            )
+        except ValueError:  # arrays that disagree: not this pool
+            return False
+
     def nearest_training(self, task: int, k: int = 5) -> list[str]:
         """Names of the `k` images of P nearest to task `task` (a pool task)."""
         where = np.flatnonzero(self.pool_ids == task)

@@ -442,12 +442,16 @@ class Service:
         pool: np.ndarray,
         scaled: np.ndarray,
     ) -> None:
-        """Draw and keep the project's map (backend/project_map.py); a failure costs only
-        the map, never the scoring."""
+        """Draw and keep the project's map (backend/project_map.py), unless the kept one
+        shows this very pool (same version, P, tasks and distances: t-SNE is the costly
+        part of a warm scoring); a failure costs only the map, never the scoring."""
         base = list(serving.base_names)
         if len(base) != len(serving.base_features):
             base = [f"base image {i}" for i in range(len(serving.base_features))]
         names = base + [f"{LABELLED}{t}" for t in labelled_ids]
+        kept = ProjectMap.load(self.settings.registry, project_id)
+        if kept is not None and kept.shows(serving.version, names, s_ids, scaled):
+            return
         try:
             ProjectMap.draw(serving.version, fit, names, s_ids, pool, scaled).save(
                 self.settings.registry, project_id

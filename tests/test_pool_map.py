@@ -159,3 +159,16 @@ def test_a_map_naming_a_file_outside_the_base_set_shows_no_image(mapped):
     client = create_app(mapped["settings"]).test_client()
     page = client.get("/dashboard/task?project=4&task=61", headers=AUTH).get_data(as_text=True)
     assert page.count("not under CRACKAL_BASE_TRAIN") == 5
+
+
+def test_a_map_knows_whether_it_shows_this_very_pool(mapped):
+    """A warm scoring job keeps the map (t-SNE is its costly part) only when nothing it
+    shows changed: version, P, the pool's tasks and their distances."""
+    found = ProjectMap.load(mapped["root"], 4)
+    names, scaled = mapped["names"], found.scaled.astype(np.float64)
+    assert found.shows("v1", names, POOL_IDS, scaled)
+    assert not found.shows("v2", names, POOL_IDS, scaled)
+    assert not found.shows("v1", [*names, "task 61"], POOL_IDS, scaled)  # a new label
+    assert not found.shows("v1", names, POOL_IDS[1:], scaled[1:])  # a task left the pool
+    assert not found.shows("v1", names, POOL_IDS, scaled + 0.01)  # the fit moved
+    assert not found.shows("v1", names, POOL_IDS, scaled[:3])  # inconsistent: draw again
