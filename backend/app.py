@@ -77,14 +77,14 @@ def create_app(
         return queue.submit("retrain", project)
 
     def enough_labels(project: int) -> str:
-        """The threshold's job. While a retrain is queued or running: its one follow-up.
-        Else a reconcile job, which trains if, counted in Label Studio, at least the
-        threshold of labels changed since the last retrain (so labels that another job
-        already trained on, e.g. the connect-time reconcile, are not trained twice)."""
-        if queue.active("retrain", project):
-            return retrain(project)
+        """The threshold's job: a reconcile, which trains if, counted in Label Studio, at
+        least the threshold of labels changed since the last retrain (labels another job
+        already trained on are not trained again). Events on fewer labels (one task edited
+        thrice) leave the idle deadline armed: those labels train once labelling pauses."""
         queue.reset_label_events(project)
-        return queue.submit("reconcile", project)
+        answer = queue.submit("reconcile", project)
+        queue.arm_idle(project, time.time() + settings.idle_delay)
+        return answer
 
     def reconcile(project: int) -> None:
         """Once per process: queue a job that trains when enough labels arrived unseen, and

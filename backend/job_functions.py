@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from backend.project_lock import project_lock
@@ -12,10 +13,13 @@ from backend.service import RescoreReport, Service
 from backend.settings import Settings
 from training.train import TrainConfig
 
-# rescore: score the pool; retrain: adapt to the labels (asked for: "Start training");
-# reconcile: adapt if at least the retrain threshold of labels changed since the last
-# retrain (the webhooks counted that many, or were missed); idle: adapt if any label
-# changed (labels below the threshold, once none came for the idle delay).
+log = logging.getLogger("crackal.jobs")
+
+# rescore: score the pool; retrain: adapt if any label changed since the last retrain
+# (asked for: "Start training"); reconcile: adapt if at least the retrain threshold of
+# labels changed (the webhooks counted that many, or were missed); idle: adapt if any
+# label changed (labels below the threshold, once none came for the idle delay). Every
+# kind counts changes in Label Studio, so no label set is trained twice.
 KINDS = ("rescore", "retrain", "reconcile", "idle")
 
 
@@ -29,14 +33,19 @@ def run_job(
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(KINDS)})")
     s = service.settings
-    least = {"rescore": 0, "retrain": 0, "reconcile": s.retrain_threshold, "idle": 1}[kind]
+    least = {"rescore": 0, "retrain": 1, "reconcile": s.retrain_threshold, "idle": 1}[kind]
     nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock
     if nothing_to_do is not None:
         return nothing_to_do
 
     def rescore(project_id: int) -> RescoreReport:
-        pages = shards.analyse(service, project_id) if shards else []
-        report = service.rescore_project(project_id)
+        run, pages = None, []
+        if shards is not None:
+            try:
+                run, pages = shards.analyse(service, project_id)
+            except Exception as exc:  # an optimisation only: score without it
+                log.warning("project %s: scoring not split: %s", project_id, exc)
+        report = service.rescore_project(project_id, run)
         report.shards = pages
         return report
 

@@ -87,11 +87,6 @@ class ThreadRunner:
             raise outcome["error"]
         return outcome.get("result")
 
-    def active(self, key: str) -> bool:
-        """Whether the job `key` is queued or running."""
-        with self._lock:
-            return key in self._pending or self._running == key
-
     def status(self) -> dict[str, Any]:
         with self._lock:
             return {

@@ -8,8 +8,9 @@
     <registry>/projects/project-<id>/distances.json    the last scoring's model version and
         each unlabelled task's scaled I_dist
     <registry>/projects/project-<id>/map.npz           the pool's map (backend/project_map.py)
-    <registry>/projects/project-<id>/shards/page-<n>.json  index entries a shard job wrote
-        for the scoring job that follows (backend/scoring_shards.py); merged, then removed
+    <registry>/projects/project-<id>/shards/<run>/page-<n>.json  index entries the pages
+        of a split scoring job wrote (backend/scoring_shards.py); read by that job only,
+        removed when the next split scoring starts
 
 The scoring job writes them; `/predict` reads the fit, so scoring k tasks costs k images.
 """
@@ -17,6 +18,7 @@ The scoring job writes them; `/predict` reads the fit, so scoring k tasks costs 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from selection.atomic import atomic_write
@@ -50,17 +52,17 @@ class PoolStore:
         with atomic_write(self.folder / "tasks.json", "w") as fh:
             json.dump({str(k): v for k, v in index.items()}, fh)
 
-    def save_shard_index(self, page: int, index: dict[int, dict[str, str]]) -> None:
-        folder = self.folder / "shards"
+    def save_shard_index(self, run: str, page: int, index: dict[int, dict[str, str]]) -> None:
+        folder = self.folder / "shards" / run
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_write(folder / f"page-{page}.json", "w") as fh:
             json.dump({str(k): v for k, v in index.items()}, fh)
 
-    def load_shard_indexes(self) -> dict[int, dict[str, str]]:
-        """The entries every shard wrote (unreadable files are skipped: those tasks are
-        fetched again)."""
+    def load_shard_indexes(self, run: str) -> dict[int, dict[str, str]]:
+        """The entries the pages of `run` wrote (unreadable files are skipped: those tasks
+        are fetched again)."""
         out: dict[int, dict[str, str]] = {}
-        for path in sorted((self.folder / "shards").glob("page-*.json")):
+        for path in sorted((self.folder / "shards" / run).glob("page-*.json")):
             try:
                 raw = json.loads(path.read_text())
                 out.update(
@@ -71,8 +73,8 @@ class PoolStore:
         return out
 
     def clear_shard_indexes(self) -> None:
-        for path in (self.folder / "shards").glob("page-*.json"):
-            path.unlink(missing_ok=True)
+        """Remove every run's page indexes (a late helper's included)."""
+        shutil.rmtree(self.folder / "shards", ignore_errors=True)
 
     def save_skipped(self, reasons: dict[int, str]) -> None:
         with atomic_write(self.folder / "skipped.json", "w") as fh:

@@ -34,7 +34,6 @@ log = logging.getLogger("crackal.jobs")
 
 class JobQueue(Protocol):
     def submit(self, kind: str, project: int) -> Submission: ...
-    def active(self, kind: str, project: int) -> bool: ...
     def status(self) -> dict[str, Any]: ...
     def count_label_event(self, project: int) -> int: ...
     def reset_label_events(self, project: int) -> None: ...
@@ -57,9 +56,6 @@ class EmbeddedQueue:
 
     def submit(self, kind: str, project: int) -> Submission:
         return self.runner.submit(f"{kind}:{project}", lambda: run_job(kind, project, self.service))
-
-    def active(self, kind: str, project: int) -> bool:
-        return self.runner.active(f"{kind}:{project}")
 
     def status(self) -> dict[str, Any]:
         return {
@@ -157,10 +153,6 @@ class RedisQueue:
         if answer is Submission.QUEUED:
             self._enqueue(kind, project)
         return answer
-
-    def active(self, kind: str, project: int) -> bool:
-        """Whether a job of `kind` for `project` is queued or running."""
-        return self.redis.get(_keys(f"{kind}:{project}")[0]) is not None
 
     def _enqueue(self, kind: str, project: int) -> None:
         from rq import Callback, Retry

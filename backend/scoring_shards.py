@@ -6,11 +6,13 @@ Redis list; the job enqueues helper jobs (one per page but its own, at most
 `CRACKAL_SHARD_HELPERS`) and takes pages itself too, so a project never waits for a
 worker that is not there. Each page: fetch, embed and predict its tasks into the shared
 feature and mask caches, and write its index entries (task -> image URL and content hash)
-to the project's folder. Then the scoring job proper runs (`Service.rescore_project`):
-every image is cached, so it fetches none, fits P u S once, scores and imports.
+to the project's folder, under the run's name. Then the scoring job proper runs
+(`Service.rescore_project`) with that run's entries: it fetches no image a reported page
+analysed, fits P u S once, scores and imports.
 
 A page whose helper died or is late is simply done again by that final pass: pages only
-fill caches, so doing one twice costs time, never correctness.
+fill caches, so doing one twice costs time, never correctness. Splitting is an
+optimisation: if Redis or rq fail at it, the job scores the project without it.
 """
 
 from __future__ import annotations
@@ -50,37 +52,43 @@ class ShardPool:
         _, total = service.client.tasks_page(project, 1, 1)
         return max(1, math.ceil(total / per_page))
 
-    def analyse(self, service: Service, project: int) -> list[dict[str, Any]]:
-        """Analyse the project's pages on this worker and any free ones; one record per
-        page ({page, worker, host, tasks, fetched, seconds} or {page, error}). Returns []
-        when the project is one page."""
+    def analyse(self, service: Service, project: int) -> tuple[str | None, list[dict[str, Any]]]:
+        """Analyse the project's pages on this worker and any free ones. Returns the run's
+        name (None when the project is one page) and one record per page reported
+        ({page, worker, host, tasks, fetched, seconds} or {page, error})."""
         from rq import Queue
 
         pages = self.pages(service, project)
         if pages < 2:
-            return []
+            return None, []
         per_page, helpers = service.settings.shard_tasks, service.settings.shard_helpers
+        PoolStore(service.settings.registry, project).clear_shard_indexes()  # older runs'
         run = uuid.uuid4().hex[:12]
-        todo, done = f"{PREFIX}:{project}:{run}:todo", f"{PREFIX}:{project}:{run}:done"
-        self.redis.rpush(todo, *range(1, pages + 1))
-        for key in (todo, done):
-            self.redis.expire(key, self.timeout + 300)
-        queue = Queue(self.queue_name, connection=self.redis)
-        for _ in range(min(pages - 1, helpers)):
-            queue.enqueue(
-                analyse_pages,
-                project,
-                run,
-                per_page,
-                job_timeout=self.timeout,
-                result_ttl=3600,
-                failure_ttl=86400,
-            )
-        slowest, _ = drain(service, self.redis, project, run, per_page)
-        deadline = time.monotonic() + max(120.0, 3 * slowest)
-        while self.redis.hlen(done) < pages and time.monotonic() < deadline:
-            time.sleep(0.5)
-        records = [json.loads(v) for v in self.redis.hvals(done)]
+        todo, done = _keys(project, run)
+        try:
+            with self.redis.pipeline() as pipe:
+                pipe.rpush(todo, *range(1, pages + 1))
+                pipe.expire(todo, self.timeout + 300)
+                pipe.execute()
+            queue = Queue(self.queue_name, connection=self.redis)
+            for _ in range(min(pages - 1, helpers)):
+                queue.enqueue(
+                    analyse_pages,
+                    project,
+                    run,
+                    per_page,
+                    self.timeout,
+                    job_timeout=self.timeout,
+                    result_ttl=3600,
+                    failure_ttl=86400,
+                )
+            slowest, _ = drain(service, self.redis, project, run, per_page, self.timeout)
+            deadline = time.monotonic() + max(120.0, 3 * slowest)
+            while self.redis.hlen(done) < pages and time.monotonic() < deadline:
+                time.sleep(0.5)
+            records = [json.loads(v) for v in self.redis.hvals(done)]
+        finally:
+            self.redis.delete(todo, done)
         if len(records) < pages:
             log.warning(
                 "project %s: %d of %d pages not reported by their helpers in time: the "
@@ -89,31 +97,40 @@ class ShardPool:
                 pages - len(records),
                 pages,
             )
-        self.redis.delete(todo, done)
-        return sorted(records, key=lambda r: r["page"])
+        return run, sorted(records, key=lambda r: r["page"])
+
+
+def _keys(project: int, run: str) -> tuple[str, str]:
+    """The run's Redis list of pages to do and hash of pages done."""
+    return f"{PREFIX}:{project}:{run}:todo", f"{PREFIX}:{project}:{run}:done"
 
 
 def drain(
-    service: Service, redis: Any, project: int, run: str, page_size: int
+    service: Service, redis: Any, project: int, run: str, page_size: int, ttl: int
 ) -> tuple[float, int]:
     """Take pages from the run's list until it is empty; returns the longest page's
     seconds and how many pages this call did."""
-    todo, done = f"{PREFIX}:{project}:{run}:todo", f"{PREFIX}:{project}:{run}:done"
+    todo, done = _keys(project, run)
     slowest, count = 0.0, 0
     while (raw := redis.lpop(todo)) is not None:
         page = int(raw)
         t0 = time.monotonic()
         try:
-            record = analyse_page(service, project, page, page_size)
+            record = analyse_page(service, project, run, page, page_size)
         except Exception as exc:  # this page only: the final pass does it again
             log.warning("project %s page %s: %s", project, page, exc)
             record = {"page": page, "error": f"{exc.__class__.__name__}: {exc}"[:300]}
         slowest, count = max(slowest, time.monotonic() - t0), count + 1
-        redis.hset(done, str(page), json.dumps(record))
+        with redis.pipeline() as pipe:  # a hash that outlives its run expires with it
+            pipe.hset(done, str(page), json.dumps(record))
+            pipe.expire(done, ttl + 300)
+            pipe.execute()
     return slowest, count
 
 
-def analyse_page(service: Service, project: int, page: int, page_size: int) -> dict[str, Any]:
+def analyse_page(
+    service: Service, project: int, run: str, page: int, page_size: int
+) -> dict[str, Any]:
     """Fetch, embed and predict one page of tasks into the caches; keep its index."""
     from rq import get_current_job
 
@@ -124,7 +141,7 @@ def analyse_page(service: Service, project: int, page: int, page_size: int) -> d
     walked = service.walk_tasks(
         serving, project, tasks, store.load_index(), service.target(project)
     )
-    store.save_shard_index(page, walked.index)
+    store.save_shard_index(run, page, walked.index)
     job = get_current_job()
     return {
         "page": page,
@@ -138,11 +155,11 @@ def analyse_page(service: Service, project: int, page: int, page_size: int) -> d
     }
 
 
-def analyse_pages(project: int, run: str, page_size: int) -> int:
+def analyse_pages(project: int, run: str, page_size: int, ttl: int) -> int:
     """The helper rq job: pages of `run` until none is left; returns how many it did."""
     from rq import get_current_job
 
     from backend.job_functions import worker_service
 
     redis = get_current_job().connection
-    return drain(worker_service(), redis, project, run, page_size)[1]
+    return drain(worker_service(), redis, project, run, page_size, ttl)[1]

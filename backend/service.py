@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import time
 import zlib
@@ -302,16 +303,18 @@ class Service:
         flush()
         return walked
 
-    def rescore_project(self, project_id: int) -> RescoreReport:
+    def rescore_project(self, project_id: int, shard_run: str | None = None) -> RescoreReport:
         """Score every task, import the predictions, remove crackal's older ones, order the
-        queue. Images that shard jobs (backend/scoring_shards.py) already analysed are not
-        fetched again. Memory: one page of tasks, one batch of images and a feature row per
+        queue. Images that the pages of `shard_run` (backend/scoring_shards.py) analysed are
+        not fetched again. Memory: one page of tasks, one batch of images and a feature row per
         task."""
         serving = self.holder.current(project_id)
         target = self.target(project_id)
         store = PoolStore(self.settings.registry, project_id)
         masks = self.masks(serving, self.threshold(serving, project_id))
-        known = {**store.load_index(), **store.load_shard_indexes()}
+        known = store.load_index()
+        if shard_run is not None:
+            known.update(store.load_shard_indexes(shard_run))
         walked = self.walk_tasks(serving, project_id, self.client.tasks(project_id), known, target)
         index, features, labelled = walked.index, walked.features, walked.labelled
         errors, old_predictions = walked.errors, walked.old_predictions
@@ -330,10 +333,11 @@ class Service:
             if mask is None:
                 errors[tid] = "mask missing from the cache"
                 continue
-            if walked.shown.get(tid) == shown_key(label, score, mask[0]):
+            prediction = _prediction(tid, serving.version, score, mask, target)
+            if walked.shown.get(tid) == shown_key(label, score, prediction["result"][0]):
                 kept += 1  # Label Studio already shows this very prediction
                 continue
-            batch.append(_prediction(tid, serving.version, score, mask, target))
+            batch.append(prediction)
             if len(batch) >= IMPORT_BATCH:
                 done = self._import(project_id, batch, errors)
                 imported += len(done)
@@ -345,7 +349,6 @@ class Service:
             replaced += [p for t in done for p in old_predictions.get(t, [])]
         removed = self.client.delete_predictions(replaced)
         store.save_index(index)
-        store.clear_shard_indexes()
         store.save_skipped(errors)  # before ordering the queue, which may watch for seconds
         self.order_queue(project_id, version_label(serving.version))
         self.try_authorise_webhooks(project_id)
@@ -616,10 +619,22 @@ def _our_predictions(task: dict[str, Any]) -> list[int]:
     ]
 
 
-def shown_key(model_version: str, score: float, rle: Sequence[int]) -> str:
-    """What a prediction shows: its version label, score (to 1e-9) and mask."""
-    mask = hashlib.sha1(np.asarray(rle, dtype=np.uint8).tobytes()).hexdigest()
-    return f"{model_version}|{score:.9f}|{mask}"
+def shown_key(model_version: str, score: float, result: dict[str, Any]) -> str:
+    """What a prediction shows: its version label, score (to 1e-9), and its brush result
+    (control names, type, label, image size, mask)."""
+    value = result["value"]
+    mask = hashlib.sha1(np.asarray(value["rle"], dtype=np.uint8).tobytes()).hexdigest()
+    shown = [
+        result["from_name"],
+        result["to_name"],
+        result["type"],
+        int(result["original_width"]),
+        int(result["original_height"]),
+        value.get("format"),
+        value.get("brushlabels"),
+        mask,
+    ]
+    return f"{model_version}|{score:.9f}|{json.dumps(shown)}"
 
 
 def shown_of(task: dict[str, Any]) -> str | None:
@@ -633,9 +648,11 @@ def shown_of(task: dict[str, Any]) -> str | None:
     if len(ours) != 1:
         return None
     try:
-        value = ours[0]["result"][0]["value"]
-        return shown_key(ours[0]["model_version"], float(ours[0]["score"]), value["rle"])
-    except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+        result = ours[0]["result"]
+        if not isinstance(result, list) or len(result) != 1:
+            return None
+        return shown_key(ours[0]["model_version"], float(ours[0]["score"]), result[0])
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError, AttributeError):
         return None  # not what we import: replace it
 
 

@@ -482,10 +482,11 @@ def test_a_projects_refitted_threshold_makes_its_masks_and_only_for_its_version(
     assert np.array_equal(masks[42], probs > loaded.threshold)
 
 
-def test_the_label_threshold_queues_a_reconcile_or_joins_a_running_retrain(settings):
+def test_the_label_threshold_queues_a_reconcile_and_arms_the_idle_deadline(settings):
     """At the threshold the webhook queues a `reconcile` job (it counts the changed labels
-    again in Label Studio, so labels another job just trained on are not trained twice);
-    while a retrain is queued or running the labels become its one follow-up instead."""
+    again in Label Studio, so labels another job trains on are not trained twice), also
+    beside a queued retrain, and arms the idle deadline (events on fewer labels than they
+    count, e.g. one task edited thrice, still train once labelling pauses)."""
     from dataclasses import replace
 
     import fakeredis
@@ -500,33 +501,53 @@ def test_the_label_threshold_queues_a_reconcile_or_joins_a_running_retrain(setti
         return client.post("/webhook", json=body).get_json()["status"]
 
     assert [label(61) for _ in range(3)] == ["counted", "counted", "queued"]
-    assert queue.active("reconcile", 61) and not queue.active("retrain", 61)
+    status = queue.status()
+    assert [k for k in status["queued"] if k.endswith(":61")] == ["reconcile:61"]
+    assert "61" in status["train_when_idle"] and status["label_changes"].get("61", 0) == 0
     assert client.post("/train", json={"project": 62}).get_json()["status"] == "queued"
-    assert [label(62) for _ in range(3)] == ["counted", "counted", "already queued"]
-    assert [k for k in queue.status()["queued"] if k.endswith(":62")] == ["retrain:62"]
+    assert [label(62) for _ in range(3)] == ["counted", "counted", "queued"]
+    assert [k for k in queue.status()["queued"] if k.endswith(":62")] == [
+        "reconcile:62",
+        "retrain:62",
+    ]
 
 
 def test_what_a_task_shows_is_read_from_one_crackal_prediction_or_none():
     """The scoring job keeps a prediction Label Studio already shows (same version, score
-    and mask) instead of importing it again; anything unusual is replaced, never a crash."""
+    and brush result) instead of importing it again; anything unusual is replaced, never a
+    crash."""
+    from backend.brush import rle_result
+    from backend.label_config import parse_brush_target
     from backend.service import shown_key, shown_of
 
-    rle = [0, 1, 2, 250]
-    ours = {"model_version": "crackal-v2", "score": 0.25, "result": [{"value": {"rle": rle}}]}
+    target = parse_brush_target(CONFIG)
+    result = rle_result([0, 1, 2, 250], (4, 5), target)
+    ours = {"model_version": "crackal-v2", "score": 0.25, "result": [result]}
     other = {"model_version": "someone-else", "score": 0.9, "result": []}
-    assert shown_of({"predictions": [ours, other]}) == shown_key("crackal-v2", 0.25, rle)
-    assert shown_key("crackal-v2", 0.25, rle) != shown_key("crackal-v2", 0.25, [0, 1, 2, 251])
-    assert shown_key("crackal-v2", 0.25, rle) != shown_key("crackal-v2", 0.2500001, rle)
+    assert shown_of({"predictions": [ours, other]}) == shown_key("crackal-v2", 0.25, result)
+    for changed in (
+        rle_result([0, 1, 2, 251], (4, 5), target),  # another mask
+        rle_result([0, 1, 2, 250], (5, 4), target),  # another image size
+        {**result, "from_name": "cracks"},  # the config's control renamed
+        {**result, "value": {**result["value"], "brushlabels": ["Fissure"]}},  # label renamed
+    ):
+        assert shown_key("crackal-v2", 0.25, changed) != shown_key("crackal-v2", 0.25, result)
+    assert shown_key("crackal-v2", 0.25, result) != shown_key("crackal-v2", 0.2500001, result)
+    assert shown_key("crackal-v2", 0.25, result) != shown_key("crackal-v3", 0.25, result)
     for bad in (
         {"predictions": [ours, ours]},  # two of ours: replace both
         {"predictions": [other]},
         {"predictions": None},
         {},
         {"predictions": [{**ours, "result": []}]},
+        {"predictions": [{**ours, "result": [result, result]}]},
+        {"predictions": [{**ours, "result": "text"}]},
         {"predictions": [{**ours, "score": "high"}]},
         {"predictions": [{**ours, "score": None}]},
-        {"predictions": [{**ours, "result": [{"value": {"rle": [300]}}]}]},
-        {"predictions": [{**ours, "result": [{"value": {"rle": "abc"}}]}]},
+        {"predictions": [{**ours, "result": [{**result, "value": {"rle": [300]}}]}]},
+        {"predictions": [{**ours, "result": [{**result, "value": {"rle": "abc"}}]}]},
+        {"predictions": [{**ours, "result": [{**result, "original_width": "wide"}]}]},
+        {"predictions": [{**ours, "result": [{"value": None}]}]},
         {"predictions": ["not a dict", ours, ours]},
     ):
         assert shown_of(bad) is None, bad

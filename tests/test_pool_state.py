@@ -76,16 +76,19 @@ def test_device_settings_refuse_nonsense(monkeypatch):
 
 def test_shard_indexes_merge_a_damaged_one_costs_only_its_tasks_and_clear(tmp_path):
     store = PoolStore(tmp_path, 3)
-    store.save_shard_index(1, {1: {"url": "a", "sha": "x"}, 2: {"url": "b", "sha": "y"}})
-    store.save_shard_index(2, {3: {"url": "c", "sha": "z"}})
-    (store.folder / "shards" / "page-3.json").write_text('{"4": {"url": "d", "sh')  # torn
-    (store.folder / "shards" / "page-4.json").write_text('["not", "an", "index"]')
-    (store.folder / "shards" / "page-5.json").write_text('{"5": {"url": "e"}}')  # no hash
-    assert store.load_shard_indexes() == {
+    store.save_shard_index("r1", 1, {1: {"url": "a", "sha": "x"}, 2: {"url": "b", "sha": "y"}})
+    store.save_shard_index("r1", 2, {3: {"url": "c", "sha": "z"}})
+    store.save_shard_index("r0", 1, {4: {"url": "old", "sha": "w"}})  # another run's
+    pages = store.folder / "shards" / "r1"
+    (pages / "page-3.json").write_text('{"4": {"url": "d", "sh')  # torn
+    (pages / "page-4.json").write_text('["not", "an", "index"]')
+    (pages / "page-5.json").write_text('{"5": {"url": "e"}}')  # no hash
+    (pages / "page-6.json").write_text('{"six": {"url": "f", "sha": "v"}}')  # no task id
+    assert store.load_shard_indexes("r1") == {
         1: {"url": "a", "sha": "x"},
         2: {"url": "b", "sha": "y"},
         3: {"url": "c", "sha": "z"},
     }
     store.clear_shard_indexes()
-    assert store.load_shard_indexes() == {}
-    assert PoolStore(tmp_path, 4).load_shard_indexes() == {}  # no folder at all
+    assert store.load_shard_indexes("r1") == store.load_shard_indexes("r0") == {}
+    assert PoolStore(tmp_path, 4).load_shard_indexes("r1") == {}  # no folder at all

@@ -237,19 +237,30 @@ def test_labels_during_a_job_cause_exactly_one_follow_up_that_trains_on_all_of_t
     ls, pid, url = label_studio, project["id"], rq_backend["url"]
     wait_idle(url, pid)
     before, versions = trained_registry.current(pid), trained_registry.versions()
+    annotate(ls, project["tasks"][5], crack_data)
     assert start_training(url, pid) == "queued"
     job = job_in_state(url, pid, "running", 120)
-    for task in project["tasks"][5:10]:  # 5 labels -> their webhooks reach the threshold
+    for task in project["tasks"][6:11]:  # 5 labels: their webhooks reach the threshold
         annotate(ls, task, crack_data)
     presses = [start_training(url, pid) for _ in range(3)]  # and "Start training", thrice
     assert presses == ["follow-up"] * 3, "the first job ended before the labels were made"
     assert last_job(url, pid)["started"] == job["started"]
 
     first = new_version(trained_registry, before, pid)
+    assert added_tasks(trained_registry, first) == task_files(project["tasks"][:6])
     follow_up = new_version(trained_registry, first, pid)
-    assert added_tasks(trained_registry, follow_up) == task_files(project["tasks"][:10])
+    assert added_tasks(trained_registry, follow_up) == task_files(project["tasks"][:11])
+    # the threshold's reconcile trained them; the presses' follow-up found nothing new
+    reconciled = wait_for(
+        lambda: (
+            lambda j: j if j.get("state") == "finished" and j["started"] > job["started"] else None
+        )(last_job(url, pid, "reconcile")),
+        240,
+        "the threshold's reconcile job",
+    )
+    assert reconciled["result"]["version"] == follow_up
     done = job_in_state(url, pid, "finished", 240, after=job["started"])
-    assert done["result"]["version"] == follow_up
+    assert done["result"]["status"] == "no new labels"
     time.sleep(10)  # nothing else is queued or runs: exactly one follow-up
     jobs = BACKEND.get(f"{url}/health", timeout=10).json()["jobs"]
     assert jobs["queued"] == jobs["running"] == [] and jobs["queue_length"] == 0
