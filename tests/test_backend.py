@@ -551,3 +551,10 @@ def test_what_a_task_shows_is_read_from_one_crackal_prediction_or_none():
         {"predictions": ["not a dict", ours, ours]},
     ):
         assert shown_of(bad) is None, bad
+
+
+def test_shard_settings_refuse_nonsense():
+    assert Settings.from_env({"CRACKAL_SHARD_TASKS": "0"}).shard_tasks == 0  # never split
+    for bad in ({"CRACKAL_SHARD_HELPERS": "-1"}, {"CRACKAL_SHARD_TASKS": "many"}):
+        with pytest.raises(ValueError):
+            Settings.from_env(bad)
