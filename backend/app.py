@@ -29,6 +29,7 @@ from werkzeug.exceptions import BadRequest
 
 from backend.dashboard import dashboard_data
 from backend.dashboard_page import render_page, render_task_page
+from backend.job_kind import JobKind
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.prediction_label import version_label
 from backend.project_options import ProjectOptions, save_options
@@ -70,11 +71,11 @@ def create_app(
 
     def rescore(project: int) -> str:
         scored[project] = registry.current(project) or ""
-        return queue.submit("rescore", project)
+        return queue.submit(JobKind.RESCORE, project)
 
     def retrain(project: int) -> str:
         queue.reset_label_events(project)
-        return queue.submit("retrain", project)
+        return queue.submit(JobKind.RETRAIN, project)
 
     def enough_labels(project: int) -> str:
         """The threshold's job: a reconcile, which trains if, counted in Label Studio, at
@@ -82,7 +83,7 @@ def create_app(
         already trained on are not trained again). Events on fewer labels (one task edited
         thrice) leave the idle deadline armed: those labels train once labelling pauses."""
         queue.reset_label_events(project)
-        answer = queue.submit("reconcile", project)
+        answer = queue.submit(JobKind.RECONCILE, project)
         queue.arm_idle(project, time.time() + settings.idle_delay)
         return answer
 
@@ -92,7 +93,7 @@ def create_app(
         if project in reconciled:
             return
         try:
-            queue.submit("reconcile", project)
+            queue.submit(JobKind.RECONCILE, project)
             queue.arm_idle(project, time.time() + settings.idle_delay)
             reconciled.add(project)
         except Exception as exc:  # Redis down: the next /setup or restart tries again
@@ -109,7 +110,7 @@ def create_app(
             for project in due:
                 try:
                     log.info("project %s: labels idle: retraining if any changed", project)
-                    queue.submit("idle", project)
+                    queue.submit(JobKind.IDLE, project)
                     queue.reset_label_events(project)
                 except Exception as exc:  # keep the deadline: the next tick tries again
                     log.error("project %s: idle retrain not queued: %s", project, exc)

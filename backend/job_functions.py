@@ -6,6 +6,7 @@ import functools
 import logging
 from typing import Any
 
+from backend.job_kind import JobKind
 from backend.project_lock import project_lock
 from backend.retrain import retrain_project, too_few_changes
 from backend.scoring_shards import ShardPool
@@ -15,25 +16,17 @@ from training.train import TrainConfig
 
 log = logging.getLogger("crackal.jobs")
 
-# rescore: score the pool; retrain: adapt if any label changed since the last retrain
-# (asked for: "Start training"); reconcile: adapt if at least the retrain threshold of
-# labels changed (the webhooks counted that many, or were missed); idle: adapt if any
-# label changed (labels below the threshold, once none came for the idle delay). Every
-# kind counts changes in Label Studio, so no label set is trained twice.
-KINDS = ("rescore", "retrain", "reconcile", "idle")
-
 
 def run_job(
-    kind: str, project: int, service: Service, shards: ShardPool | None = None
+    kind: JobKind | str, project: int, service: Service, shards: ShardPool | None = None
 ) -> dict[str, Any]:
     """Run one job for one Label Studio project with `service`, never beside another job
     of the same project (a re-score and a retrain of it wait for each other). With
     `shards` (on rq), a large project's images are analysed on several workers before
     each scoring, the one after a retrain included."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(KINDS)})")
+    kind = JobKind.parse(kind)
     s = service.settings
-    least = {"rescore": 0, "retrain": 1, "reconcile": s.retrain_threshold, "idle": 1}[kind]
+    least = kind.least_changes(s.retrain_threshold)
     nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock
     if nothing_to_do is not None:
         return nothing_to_do
@@ -50,7 +43,7 @@ def run_job(
         return report
 
     with project_lock(s.registry, project, wait=s.job_timeout):
-        if kind == "rescore":
+        if kind is JobKind.RESCORE:
             return rescore(project).as_dict()
         config = TrainConfig.adapt(steps=s.adapt_steps)
         return retrain_project(service, project, s.promote, config, least, rescore)

@@ -24,6 +24,7 @@ import traceback
 from typing import Any, Protocol
 
 from backend.job_functions import run_job, worker_service
+from backend.job_kind import JobKind
 from backend.job_state import JobState, Submission
 from backend.jobs import ThreadRunner
 from backend.scoring_shards import ShardPool
@@ -33,7 +34,7 @@ log = logging.getLogger("crackal.jobs")
 
 
 class JobQueue(Protocol):
-    def submit(self, kind: str, project: int) -> Submission: ...
+    def submit(self, kind: JobKind, project: int) -> Submission: ...
     def status(self) -> dict[str, Any]: ...
     def count_label_event(self, project: int) -> int: ...
     def reset_label_events(self, project: int) -> None: ...
@@ -54,7 +55,8 @@ class EmbeddedQueue:
         self._idle: dict[int, float] = {}
         self._idle_lock = threading.Lock()
 
-    def submit(self, kind: str, project: int) -> Submission:
+    def submit(self, kind: JobKind, project: int) -> Submission:
+        kind = JobKind.parse(kind)
         return self.runner.submit(f"{kind}:{project}", lambda: run_job(kind, project, self.service))
 
     def status(self) -> dict[str, Any]:
@@ -146,7 +148,8 @@ class RedisQueue:
         self.backoff = backoff
         self.timeout = int(timeout)
 
-    def submit(self, kind: str, project: int) -> Submission:
+    def submit(self, kind: JobKind, project: int) -> Submission:
+        kind = JobKind.parse(kind)
         key = f"{kind}:{project}"
         answer = self.redis.eval(_SUBMIT, 2, *_keys(key), state_ttl(self.timeout))
         answer = Submission(answer.decode() if isinstance(answer, bytes) else answer)
@@ -154,7 +157,7 @@ class RedisQueue:
             self._enqueue(kind, project)
         return answer
 
-    def _enqueue(self, kind: str, project: int) -> None:
+    def _enqueue(self, kind: JobKind, project: int) -> None:
         from rq import Callback, Retry
 
         retry = None
@@ -164,7 +167,7 @@ class RedisQueue:
             )
         self.queue.enqueue(
             run_in_worker,
-            kind,
+            kind.value,  # a plain string in the job's pickled arguments
             project,
             self.retries,
             self.backoff,
@@ -228,6 +231,7 @@ def run_in_worker(
     """The rq job: run `kind` for `project`, record the outcome, hand over to a follow-up."""
     from rq import get_current_job
 
+    kind = JobKind.parse(kind)
     job = get_current_job()
     redis = job.connection
     key = f"{kind}:{project}"
@@ -278,7 +282,7 @@ def _stop_when_orphaned(worker_pid: int) -> None:
 
 
 def _finish(
-    redis: Any, kind: str, project: int, retries: int, backoff: float, timeout: int | None
+    redis: Any, kind: JobKind, project: int, retries: int, backoff: float, timeout: int | None
 ) -> None:
     """Unblock the project, or queue its one follow-up when events came during the run."""
     if redis.eval(_FINISH, 2, *_keys(f"{kind}:{project}"), state_ttl(timeout)):
@@ -301,6 +305,7 @@ def job_lost(job: Any, why: str) -> None:
     """Record a run that ended with its process: rq retries the job when it has retries left
     (after its backoff), else the project is unblocked and a pending follow-up queued."""
     kind, project, retries, backoff = job.args[:4]
+    kind = JobKind.parse(kind)
     redis = job.connection
     key = f"{kind}:{project}"
     raw = redis.get(f"{PREFIX}:last:{key}")

@@ -14,6 +14,7 @@ from rq import SimpleWorker
 from rq.registry import StartedJobRegistry
 
 from backend import job_functions, queues
+from backend.job_kind import JobKind
 from backend.queues import _FINISH, JOB_TIMEOUT, QUEUE, STATE_TTL, RedisQueue, _keys
 from crackal.worker import horse_killed
 
@@ -37,6 +38,21 @@ def test_a_project_has_one_queued_job(redis):
     assert queue.submit("retrain", 2) == "queued"
     assert len(queue.queue) == 3
     assert queue.status()["queued"] == ["rescore:1", "retrain:1", "retrain:2"]
+
+
+def test_an_unknown_job_kind_is_refused_before_anything_is_queued(redis):
+    queue = RedisQueue(connection=redis)
+    with pytest.raises(ValueError, match=r"unknown job kind 'retrian'.*rescore, retrain"):
+        queue.submit("retrian", 1)
+    assert len(queue.queue) == 0 and redis.get(_keys("retrian:1")[0]) is None
+    assert queue.submit(JobKind.RETRAIN, 1) == "queued"
+    (job,) = queue.queue.jobs
+    assert job.args[0] == "retrain" and type(job.args[0]) is str  # pickled as plain text
+
+
+def test_each_job_kind_needs_its_own_number_of_changed_labels():
+    needs = {kind: kind.least_changes(retrain_threshold=5) for kind in JobKind}
+    assert needs == {JobKind.RESCORE: 0, JobKind.RETRAIN: 1, JobKind.RECONCILE: 5, JobKind.IDLE: 1}
 
 
 def test_events_during_a_run_cause_exactly_one_follow_up(redis):
