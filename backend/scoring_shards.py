@@ -109,14 +109,15 @@ def drain(
     service: Service, redis: Any, project: int, run: str, page_size: int, ttl: int
 ) -> tuple[float, int]:
     """Take pages from the run's list until it is empty; returns the longest page's
-    seconds and how many pages this call did."""
+    seconds and how many pages this call did. The project's last index is read once."""
     todo, done = _keys(project, run)
+    index = PoolStore(service.settings.registry, project).load_index()
     slowest, count = 0.0, 0
     while (raw := redis.lpop(todo)) is not None:
         page = int(raw)
         t0 = time.monotonic()
         try:
-            record = analyse_page(service, project, run, page, page_size)
+            record = analyse_page(service, project, run, page, page_size, index)
         except Exception as exc:  # this page only: the final pass does it again
             log.warning("project %s page %s: %s", project, page, exc)
             record = {"page": page, "error": f"{exc.__class__.__name__}: {exc}"[:300]}
@@ -129,18 +130,24 @@ def drain(
 
 
 def analyse_page(
-    service: Service, project: int, run: str, page: int, page_size: int
+    service: Service,
+    project: int,
+    run: str,
+    page: int,
+    page_size: int,
+    index: dict[int, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Fetch, embed and predict one page of tasks into the caches; keep its index."""
+    """Fetch, embed and predict one page of tasks into the caches; keep its index.
+    `index` is the project's last index (read from the store when not given)."""
     from rq import get_current_job
 
     t0 = time.monotonic()
     serving = service.holder.current(project)
     store = PoolStore(service.settings.registry, project)
     tasks, _ = service.client.tasks_page(project, page, page_size)
-    walked = service.walk_tasks(
-        serving, project, tasks, store.load_index(), service.target(project)
-    )
+    if index is None:
+        index = store.load_index()
+    walked = service.walk_tasks(serving, project, tasks, index, service.target(project))
     store.save_shard_index(run, page, walked.index)
     job = get_current_job()
     return {

@@ -482,6 +482,35 @@ def test_a_projects_refitted_threshold_makes_its_masks_and_only_for_its_version(
     assert np.array_equal(masks[42], probs > loaded.threshold)
 
 
+def test_the_project_threshold_is_refitted_only_where_a_threshold_means_something(
+    client, crack_data, settings
+):
+    """Saved only when some label shows a crack and the best threshold is inside (0, 1);
+    otherwise nothing is saved that pre-annotations would ignore."""
+    from backend.project_threshold import load_threshold, project_threshold
+    from backend.retrain import refit_threshold
+    from training.data import Loaded, find_samples, load
+    from training.predict import predict_probs
+
+    service = client.application.config["crackal.service"]
+    crack_free = load(find_samples(crack_data / "bsds500")[:3])
+    assert not any(item.mask.any() for item in crack_free)
+    assert refit_threshold(service, 43, crack_free) is None
+    cracks = load(find_samples(crack_data / "cfd")[:3])
+    everything = [Loaded(i.sample, i.image, np.ones_like(i.mask)) for i in cracks]
+    assert refit_threshold(service, 43, everything) is None  # best at 0: mark every pixel
+    assert load_threshold(settings.registry, 43) == {}  # nothing saved that nobody uses
+    # labels that agree with the model above a level: the refit finds that level
+    model = service.holder.current().model
+    probs = [predict_probs(model.model, item.image, model.encoder) for item in cracks]
+    level = float(np.quantile(np.concatenate([p.ravel() for p in probs]), 0.9))
+    agreeing = [Loaded(i.sample, i.image, p > level) for i, p in zip(cracks, probs, strict=True)]
+    fitted = refit_threshold(service, 43, agreeing)
+    assert fitted is not None and fitted["labels"] == 3 and fitted["labels_ods"] > 0.95
+    assert abs(fitted["threshold"] - level) <= 0.02
+    assert project_threshold(settings.registry, 43, fitted["version"]) == fitted["threshold"]
+
+
 def test_the_label_threshold_queues_a_reconcile_and_arms_the_idle_deadline(settings):
     """At the threshold the webhook queues a `reconcile` job (it counts the changed labels
     again in Label Studio, so labels another job trains on are not trained twice), also
