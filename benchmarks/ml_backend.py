@@ -88,12 +88,7 @@ def main() -> None:
         project = http.post(
             f"{url}/api/projects", json={"title": "bench", "label_config": CONFIG}, timeout=60
         ).json()["id"]
-        for start in range(0, len(pool), 100):
-            files = {
-                f"f{i}": (p.name, p.read_bytes(), "image/jpeg")
-                for i, p in enumerate(pool[start : start + 100])
-            }
-            http.post(f"{url}/api/projects/{project}/import", files=files, timeout=300)
+        ls.upload(project, ((p.name, p.read_bytes()) for p in pool))
         service = Service(settings)
         # P's features are computed once per model version in a deployment: not timed here.
         service.holder.current()

@@ -97,18 +97,21 @@ class PeakRss:
         self._thread.join()
 
 
-def make_project(http: requests.Session, url: str, size: int, offset: int, sources) -> int:
-    project = http.post(
-        f"{url}/api/projects", json={"title": f"scale {size}", "label_config": CONFIG}, timeout=60
+def make_project(ls: server.LabelStudioServer, size: int, offset: int, sources) -> int:
+    project = requests.post(
+        f"{ls.url}/api/projects",
+        json={"title": f"scale {size}", "label_config": CONFIG},
+        headers={"Authorization": f"Token {ls.token}"},
+        timeout=60,
     ).json()["id"]
-    images = list(distinct_images(sources, size, offset))
-    images[:PREDICT_TASKS] = [square(b) for b in images[:PREDICT_TASKS]]
-    for start in range(0, size, 50):
-        files = {
-            f"f{i}": (f"img-{offset + start + i}.jpg", data, "image/jpeg")
-            for i, data in enumerate(images[start : start + 50])
-        }
-        http.post(f"{url}/api/projects/{project}/import", files=files, timeout=600)
+    images = distinct_images(sources, size, offset)
+    ls.upload(
+        project,
+        (
+            (f"img-{offset + i}.jpg", square(data) if i < PREDICT_TASKS else data)
+            for i, data in enumerate(images)
+        ),
+    )
     return project
 
 
@@ -134,13 +137,11 @@ def main() -> None:
     medians: dict[int, float] = {}
     with server.label_studio(REPO / ".venv-ls/bin/label-studio", work / "ls") as ls:
         settings.label_studio_url, settings.label_studio_api_key = ls.url, ls.token
-        http = requests.Session()
-        http.headers["Authorization"] = f"Token {ls.token}"
         service = Service(settings)
         service.holder.current()  # P's features: once per model version, not timed
         offset = 0
         for size in args.sizes:
-            project = make_project(http, ls.url, size, offset, sources)
+            project = make_project(ls, size, offset, sources)
             offset += size
             for label in ("cold", "warm"):
                 with PeakRss() as rss:

@@ -31,7 +31,6 @@ from training.registry import Registry
 from training.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-UPLOAD_FILES = 50  # files per import request (Django's DATA_UPLOAD_MAX_NUMBER_FILES is 100)
 CONFIG = """<View>
   <Image name="image" value="$image" zoom="true"/>
   <BrushLabels name="tag" toName="image"><Label value="crack" background="#ff0000"/></BrushLabels>
@@ -205,12 +204,7 @@ def create_project(
     project = http.post(
         f"{ls.url}/api/projects", timeout=60, json={"title": title, "label_config": CONFIG}
     ).json()["id"]
-    for start in range(0, len(images), UPLOAD_FILES):  # Label Studio takes 100 files a request
-        chunk = images[start : start + UPLOAD_FILES]
-        files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(chunk)}
-        http.post(
-            f"{ls.url}/api/projects/{project}/import", files=files, timeout=300
-        ).raise_for_status()
+    ls.upload(project, ((p.name, p.read_bytes()) for p in images))
     http.post(
         f"{ls.url}/api/ml",
         timeout=120,
