@@ -9,7 +9,7 @@ from pathlib import Path
 from selection.atomic import atomic_write
 from selection.strategies import Strategy
 from training.campaign import CampaignSpec, grouped_split, prepare, read_runs, run_campaign
-from training.campaign_report import write_summary
+from training.campaign_report import format_summary, write_summary
 from training.data import find_samples, load
 from training.fit import fit_version
 from training.model_features import extractor_from_model
@@ -26,16 +26,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "for a fixed number of steps, evaluate on the shared test split. Resumable: "
         "finished (strategy, seed) runs in OUT/runs.csv are kept.",
     )
-    p.add_argument("--registry", required=True, type=Path, metavar="DIR")
-    p.add_argument("--train", required=True, type=Path, metavar="DIR", help="P (with masks)")
+    p.add_argument("--registry", type=Path, metavar="DIR", help="base model M (required)")
+    p.add_argument("--train", type=Path, metavar="DIR", help="P, with masks (required)")
     p.add_argument("--val", type=Path, metavar="DIR", help="validation of P (base model only)")
     p.add_argument(
         "--pool",
-        required=True,
         action="append",
         type=Path,
         metavar="DIR",
-        help="a set to label (repeatable); a set without masks/ is crack-free",
+        help="a set to label (repeatable, required); a set without masks/ is crack-free",
     )
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
     p.add_argument(
@@ -59,17 +58,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--summarise-only",
         action="store_true",
-        help="recompute summary.json and the figure from OUT/runs.csv",
+        help="recompute summary.json and the figure from OUT/runs.csv (needs only --out)",
     )
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if args.summarise_only:
         summary = write_summary(read_runs(out / "runs.csv"), out)
-        print(f"{len(summary['seeds'])} complete seeds; summary written to {out}/")
+        print(format_summary(summary))
+        print(f"summary.json and learning_curves.png written to {out}/")
         return 0
+    missing = [f"--{k}" for k in ("registry", "train", "pool") if not getattr(args, k)]
+    if missing:
+        args.parser.error(f"{', '.join(missing)} required (all but --out: --summarise-only)")
     registry = Registry(args.registry)
     train_items = load(find_samples(args.train), desc="load train")
     if registry.current() is None:
@@ -112,5 +115,6 @@ def run(args: argparse.Namespace) -> int:
     )
     rows = run_campaign(campaign, out)
     summary = write_summary(rows, out)
-    print(f"{len(summary['seeds'])} complete seeds; results in {out}/")
+    print(format_summary(summary))
+    print(f"results in {out}/")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from selection.strategies import RoundState, Strategy, choose, k_center_greedy
 from tests.conftest import cli
@@ -14,7 +15,7 @@ from training.data import Sample
 
 
 def test_a_tiny_campaign_resumes_and_its_summary_reproduces(
-    tiny_registry, sets, real_subset, tmp_path
+    tiny_registry, sets, real_subset, tmp_path, capsys
 ):
     out = tmp_path / "sim"
     plain = real_subset("bsds500", 4)
@@ -46,8 +47,17 @@ def test_a_tiny_campaign_resumes_and_its_summary_reproduces(
     assert cli(*args) == 0  # resumed: every trajectory is done, nothing is re-run
     assert (out / "runs.csv").read_text() == first
     (out / "summary.json").unlink()
-    assert cli("simulate", *args[1:], "--summarise-only") == 0
+    capsys.readouterr()
+    assert cli("simulate", "--out", out, "--summarise-only") == 0  # needs nothing else
     assert json.loads((out / "summary.json").read_text()) == summary
+    printed = capsys.readouterr().out
+    for name in ("crack500", "cfd", "pooled"):
+        assert f"{name}: difference against random" in printed
+    pooled = printed[printed.index("pooled: mean ODS") :].splitlines()
+    for strategy in strategies - {"random"}:  # a mean row, then a row of differences
+        assert sum(line.split()[:1] == [strategy] for line in pooled) == 2
+    with pytest.raises(SystemExit):  # a campaign itself needs its registry, P and pool
+        cli("simulate", "--out", tmp_path / "other")
 
 
 def test_strategies_pick_what_they_promise():

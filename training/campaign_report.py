@@ -199,6 +199,50 @@ def plot_curves(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def format_summary(summary: dict[str, Any], sets: Sequence[str] | None = None) -> str:
+    """The summary as text, per set: mean ODS per budget and the AULC, then each strategy's
+    paired difference against the reference per budget and in AULC (mean, 95% CI,
+    Holm-corrected p; '*' where significant at 0.05)."""
+    budgets = summary["budgets"]
+    reference = summary["reference"]
+    aulc = {(a["strategy"], a["set"]): a for a in summary["aulc"]}
+    mean = {(c["strategy"], c["set"], c["budget"]): c for c in summary["learning_curves"]}
+    paired = {(d["strategy"], d["set"], d["budget"]): d for d in summary["paired_vs_random"]}
+    lines = [f"{len(summary['seeds'])} paired seeds; {summary['test']}"]
+
+    def cell(d: dict[str, Any] | None, key: str, ci: str) -> str:
+        if d is None or key not in d:
+            return f"{'':>30s}"
+        (lo, hi), star = d[ci], "*" if d["significant"] else " "
+        return f" {d[key]:+.3f} [{lo:+.3f},{hi:+.3f}] {d['p_holm']:.2f}{star}"
+
+    for name in sets or summary["sets"]:
+        lines += [
+            "",
+            f"{name}: mean ODS",
+            f"  {'labels':<14s}" + "".join(f"{b:>8d}" for b in budgets),
+        ]
+        lines[-1] += "    AULC"
+        for strategy in summary["strategies"]:
+            row = "".join(f"{mean[(strategy, name, b)]['mean_ods']:8.3f}" for b in budgets)
+            area = aulc.get((strategy, name))
+            lines.append(f"  {strategy:<14s}{row}" + (f"{area['aulc']:8.3f}" if area else ""))
+        compared = [b for b in budgets if any(k[1:] == (name, b) for k in paired)]
+        lines += [
+            f"{name}: difference against {reference}: mean [95% CI] Holm p",
+            f"  {'labels':<14s}" + "".join(f"{b:>30d}" for b in compared) + f"{'AULC':>30s}",
+        ]
+        for strategy in summary["strategies"]:
+            if strategy == reference:
+                continue
+            row = "".join(
+                cell(paired.get((strategy, name, b)), "mean_diff", "ci95") for b in compared
+            )
+            area = cell(aulc.get((strategy, name)), "diff_vs_random", "diff_ci95")
+            lines.append(f"  {strategy:<14s}{row}{area}")
+    return "\n".join(lines)
+
+
 def write_summary(rows: Sequence[dict], out: Path) -> dict[str, Any]:
     summary = summarise(rows)
     with atomic_write(out / "summary.json", "w") as fh:
