@@ -31,6 +31,7 @@ from backend.dashboard import dashboard_data
 from backend.dashboard_page import render_page, render_task_page
 from backend.job_kind import JobKind
 from backend.label_config import LabelConfigError, parse_brush_target
+from backend.pool_store import PoolStore
 from backend.prediction_label import version_label
 from backend.project_options import ProjectOptions, save_options
 from backend.project_view import all_projects, known_projects
@@ -61,7 +62,7 @@ def create_app(
     service = service or Service(settings)
     queue = queue or make_queue(service)
     registry = Registry(settings.registry)
-    scored: dict[int, str] = {}  # project -> model version a scoring was last queued for
+    scored: dict[int, str] = {}  # project -> model version it was scored (or queued) for
     authorised: set[int] = set()  # projects whose webhook carries our credentials
     reconciled: set[int] = set()  # projects whose labels were checked by this process
     app = Flask("crackal")
@@ -72,6 +73,10 @@ def create_app(
     def rescore(project: int) -> str:
         scored[project] = registry.current(project) or ""
         return queue.submit(JobKind.RESCORE, project)
+
+    def scored_with(project: int) -> str | None:
+        """The model version of the project's last finished scoring (any process's)."""
+        return PoolStore(settings.registry, project).load_distances()[0]
 
     def retrain(project: int) -> str:
         queue.reset_label_events(project)
@@ -205,6 +210,8 @@ def create_app(
         if project is not None:
             if project not in authorised and service.try_authorise_webhooks(project):
                 authorised.add(project)  # the webhook appears after the first /setup
+            if scored.get(project) != version and scored_with(project) == version:
+                scored[project] = version  # a worker scored it (the retrain that made it)
             if scored.get(project) != version:
                 try:
                     rescore(project)

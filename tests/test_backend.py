@@ -23,6 +23,7 @@ from backend.settings import Settings
 from selection.distance_fit import DistanceFit
 from selection.images import read_rgb
 from tests.conftest import registry_with_an_untrained_model
+from training.registry import Registry
 
 CONFIG = """<View><Image name="img" value="$photo"/>
 <BrushLabels name="paint" toName="img"><Label value="Background"/><Label value="Crack"/>
@@ -509,6 +510,25 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
     assert fitted is not None and fitted["labels"] == 3 and fitted["labels_ods"] > 0.95
     assert abs(fitted["threshold"] - level) <= 0.02
     assert project_threshold(settings.registry, 43, fitted["version"]) == fitted["threshold"]
+
+
+def test_setup_queues_a_scoring_only_for_a_version_the_project_was_not_scored_with(settings):
+    """Label Studio calls /setup after every new version; the retrain job that made the
+    version already scored the pool with it (in a worker): no second scoring is queued."""
+    import fakeredis
+
+    from backend.queues import RedisQueue
+
+    queue = RedisQueue(connection=fakeredis.FakeRedis())  # no worker: jobs stay queued
+    client = create_app(settings, queue=queue).test_client()
+    current = Registry(settings.registry).current(61)
+    PoolStore(settings.registry, 62).save_distances(current, {1: 0.5})  # scored by a worker
+    PoolStore(settings.registry, 63).save_distances("v0", {1: 0.5})  # an older version
+    for project in (61, 62, 63):
+        client.post("/setup", json={"schema": CONFIG, "project": project})
+        client.post("/setup", json={"schema": CONFIG, "project": project})  # asked again
+    queued = [k for k in queue.status()["queued"] if k.startswith("rescore:")]
+    assert queued == ["rescore:61", "rescore:63"]
 
 
 def test_the_label_threshold_queues_a_reconcile_and_arms_the_idle_deadline(settings):
