@@ -33,7 +33,7 @@ from backend.job_kind import JobKind
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.pool_store import PoolStore
 from backend.prediction_label import version_label
-from backend.project_options import ProjectOptions, save_options
+from backend.project_options import ProjectOptions, load_options, save_options
 from backend.project_view import all_projects, known_projects
 from backend.queues import JobQueue, make_queue
 from backend.service import Service, project_id_of
@@ -62,7 +62,8 @@ def create_app(
     service = service or Service(settings)
     queue = queue or make_queue(service)
     registry = Registry(settings.registry)
-    scored: dict[int, str] = {}  # project -> model version it was scored (or queued) for
+    # project -> (model version, options key) it was scored with, or a scoring was queued for
+    scored: dict[int, tuple[str, str]] = {}
     authorised: set[int] = set()  # projects whose webhook carries our credentials
     reconciled: set[int] = set()  # projects whose labels were checked by this process
     app = Flask("crackal")
@@ -70,13 +71,26 @@ def create_app(
     app.config["crackal.queue"] = queue
     app.config["crackal.service"] = service
 
-    def rescore(project: int) -> str:
-        scored[project] = registry.current(project) or ""
-        return queue.submit(JobKind.RESCORE, project)
+    def wanted(project: int) -> tuple[str, str]:
+        """What a scoring of the project would use now: its version and its options."""
+        options = load_options(settings.registry, project)
+        return registry.current(project) or "", options.key()
 
-    def scored_with(project: int) -> str | None:
-        """The model version of the project's last finished scoring (any process's)."""
-        return PoolStore(settings.registry, project).load_distances()[0]
+    def scored_elsewhere(project: int, now: tuple[str, str]) -> bool:
+        """A finished scoring (in any process: a retrain's own) used this version and these
+        options on this very Label Studio project."""
+        marker = PoolStore(settings.registry, project).load_scored()
+        if marker is None or marker[:2] != now:
+            return False
+        try:
+            return marker[2] == service.project_created(project)
+        except Exception as exc:  # Label Studio unreachable: score again to be sure
+            log.warning("project %s: not known to be scored: %s", project, exc)
+            return False
+
+    def rescore(project: int) -> str:
+        scored[project] = wanted(project)
+        return queue.submit(JobKind.RESCORE, project)
 
     def retrain(project: int) -> str:
         queue.reset_label_events(project)
@@ -210,9 +224,10 @@ def create_app(
         if project is not None:
             if project not in authorised and service.try_authorise_webhooks(project):
                 authorised.add(project)  # the webhook appears after the first /setup
-            if scored.get(project) != version and scored_with(project) == version:
-                scored[project] = version  # a worker scored it (the retrain that made it)
-            if scored.get(project) != version:
+            now = wanted(project)
+            if scored.get(project) != now and scored_elsewhere(project, now):
+                scored[project] = now
+            if scored.get(project) != now:
                 try:
                     rescore(project)
                 except Exception as exc:  # Redis down: connect anyway, score later

@@ -18,7 +18,7 @@ log = logging.getLogger("crackal.jobs")
 
 
 def run_job(
-    kind: JobKind | str, project: int, service: Service, shards: ShardPool | None = None
+    kind: str, project: int, service: Service, shards: ShardPool | None = None
 ) -> dict[str, Any]:
     """Run one job for one Label Studio project with `service`, never beside another job
     of the same project (a re-score and a retrain of it wait for each other). With

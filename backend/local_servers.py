@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import mimetypes
 import os
 import secrets
 import socket
@@ -86,14 +87,17 @@ class LabelStudioServer:
     ) -> None:
         """Import (file name, image bytes) pairs as tasks of `project`, `per_request` files a
         request (Django refuses more than 100); holds one request's files at a time."""
-        http = requests.Session()
-        http.headers["Authorization"] = f"Token {self.token}"
         images = iter(images)
-        while chunk := list(itertools.islice(images, per_request)):
-            files = {f"f{i}": (name, data, "image/jpeg") for i, (name, data) in enumerate(chunk)}
-            http.post(
-                f"{self.url}/api/projects/{project}/import", files=files, timeout=600
-            ).raise_for_status()
+        with requests.Session() as http:
+            http.headers["Authorization"] = f"Token {self.token}"
+            while chunk := list(itertools.islice(images, per_request)):
+                files = {
+                    f"f{i}": (name, data, mimetypes.guess_type(name)[0] or "image/jpeg")
+                    for i, (name, data) in enumerate(chunk)
+                }
+                http.post(
+                    f"{self.url}/api/projects/{project}/import", files=files, timeout=600
+                ).raise_for_status()
 
 
 def personal_access_token(url: str, legacy_token: str) -> str:

@@ -90,6 +90,21 @@ class PoolStore:
             return {}
         return {k: str(v) for k, v in raw.items() if k.isdigit()}  # task ids only
 
+    def save_scored(self, marker: tuple[str, str, str]) -> None:
+        """Mark a scoring's predictions in Label Studio (imported, older ones removed) with
+        (model version, project options key, Label Studio's project creation time)."""
+        with atomic_write(self.folder / "scored.json", "w") as fh:
+            json.dump(list(marker), fh)
+
+    def load_scored(self) -> tuple[str, str, str] | None:
+        """The marker of the last finished scoring; None when absent or unreadable."""
+        try:
+            raw = json.loads((self.folder / "scored.json").read_text())
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(raw, list) and len(raw) == 3 and all(isinstance(x, str) for x in raw)
+        return (raw[0], raw[1], raw[2]) if ok else None
+
     def save_distances(self, version: str, scaled: dict[int, float]) -> None:
         state = {"version": version, "scaled": {str(k): float(v) for k, v in scaled.items()}}
         with atomic_write(self.folder / "distances.json", "w") as fh:

@@ -57,6 +57,17 @@ class ProjectOptions:
             (float(band[0]), float(band[1])) if band else None,
         )
 
+    def as_json(self) -> dict[str, Any]:
+        """The options that are set, as saved."""
+        raw = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if "band" in raw:
+            raw["band"] = list(raw["band"])
+        return raw
+
+    def key(self) -> str:
+        """A canonical text of the options that are set (equal options, equal keys)."""
+        return json.dumps(self.as_json(), sort_keys=True)
+
     def applied(self, settings: Settings) -> Settings:
         """`settings` with this project's overrides."""
         changes = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -76,9 +87,6 @@ def load_options(registry_root: Path | str, project_id: int) -> ProjectOptions:
 
 
 def save_options(registry_root: Path | str, project_id: int, options: ProjectOptions) -> None:
-    raw = {k: v for k, v in dataclasses.asdict(options).items() if v is not None}
-    if "band" in raw:
-        raw["band"] = list(raw["band"])
     path = options_path(registry_root, project_id)
     with atomic_write(path, "w") as fh:
-        json.dump(raw, fh)
+        json.dump(options.as_json(), fh)

@@ -34,7 +34,7 @@ log = logging.getLogger("crackal.jobs")
 
 
 class JobQueue(Protocol):
-    def submit(self, kind: JobKind, project: int) -> Submission: ...
+    def submit(self, kind: str, project: int) -> Submission: ...
     def status(self) -> dict[str, Any]: ...
     def count_label_event(self, project: int) -> int: ...
     def reset_label_events(self, project: int) -> None: ...
@@ -55,7 +55,8 @@ class EmbeddedQueue:
         self._idle: dict[int, float] = {}
         self._idle_lock = threading.Lock()
 
-    def submit(self, kind: JobKind, project: int) -> Submission:
+    def submit(self, kind: str, project: int) -> Submission:
+        """Queue job `kind` (a JobKind value; refused when unknown) for `project`."""
         kind = JobKind.parse(kind)
         return self.runner.submit(f"{kind}:{project}", lambda: run_job(kind, project, self.service))
 
@@ -148,7 +149,8 @@ class RedisQueue:
         self.backoff = backoff
         self.timeout = int(timeout)
 
-    def submit(self, kind: JobKind, project: int) -> Submission:
+    def submit(self, kind: str, project: int) -> Submission:
+        """Queue job `kind` (a JobKind value; refused when unknown) for `project`."""
         kind = JobKind.parse(kind)
         key = f"{kind}:{project}"
         answer = self.redis.eval(_SUBMIT, 2, *_keys(key), state_ttl(self.timeout))
@@ -231,7 +233,6 @@ def run_in_worker(
     """The rq job: run `kind` for `project`, record the outcome, hand over to a follow-up."""
     from rq import get_current_job
 
-    kind = JobKind.parse(kind)
     job = get_current_job()
     redis = job.connection
     key = f"{kind}:{project}"
@@ -282,14 +283,14 @@ def _stop_when_orphaned(worker_pid: int) -> None:
 
 
 def _finish(
-    redis: Any, kind: JobKind, project: int, retries: int, backoff: float, timeout: int | None
+    redis: Any, kind: str, project: int, retries: int, backoff: float, timeout: int | None
 ) -> None:
     """Unblock the project, or queue its one follow-up when events came during the run."""
     if redis.eval(_FINISH, 2, *_keys(f"{kind}:{project}"), state_ttl(timeout)):
         queue = RedisQueue(
             connection=redis, retries=retries, backoff=backoff, timeout=timeout or JOB_TIMEOUT
         )
-        queue._enqueue(kind, project)
+        queue._enqueue(JobKind(kind), project)  # only a submitted (known) kind has one
 
 
 def on_job_failure(job: Any, connection: Any, exc_type: type, exc: Any, tb: Any) -> None:
@@ -305,7 +306,6 @@ def job_lost(job: Any, why: str) -> None:
     """Record a run that ended with its process: rq retries the job when it has retries left
     (after its backoff), else the project is unblocked and a pending follow-up queued."""
     kind, project, retries, backoff = job.args[:4]
-    kind = JobKind.parse(kind)
     redis = job.connection
     key = f"{kind}:{project}"
     raw = redis.get(f"{PREFIX}:last:{key}")

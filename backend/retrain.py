@@ -313,7 +313,8 @@ def retrain_project(
 def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str, Any] | None:
     """Fit the serving version's mask threshold on all the project's labelled images (pooled
     ODS threshold) and keep it for the project's pre-annotations. None: too few labels, none
-    shows a crack, or the best threshold is 0 (a mask of every pixel): nothing is saved."""
+    shows a crack, or the best threshold is 0 (a mask of every pixel): nothing is saved (a
+    threshold saved earlier for the same version stays in use)."""
     if len(labels) < MIN_LABELS:
         return None
     if not any(item.mask.any() for item in labels):
@@ -322,7 +323,7 @@ def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str
     registry = service.holder.registry
     loaded = registry.load("current", project_id)
     scores = evaluate(loaded.model, loaded.encoder, labels).scores
-    if not 0.0 < scores.ods_threshold < 1.0:
+    if scores.ods_threshold <= 0.0:
         log.info("project %s: threshold not refitted: best at %s", project_id, scores.ods_threshold)
         return None
     save_threshold(

@@ -109,14 +109,17 @@ def drain(
     service: Service, redis: Any, project: int, run: str, page_size: int, ttl: int
 ) -> tuple[float, int]:
     """Take pages from the run's list until it is empty; returns the longest page's
-    seconds and how many pages this call did. The project's last index is read once."""
+    seconds and how many pages this call did. The project's last index is read once, at the
+    first page."""
     todo, done = _keys(project, run)
-    index = PoolStore(service.settings.registry, project).load_index()
+    index: dict[int, dict[str, str]] | None = None
     slowest, count = 0.0, 0
     while (raw := redis.lpop(todo)) is not None:
         page = int(raw)
         t0 = time.monotonic()
         try:
+            if index is None:  # not before a page is taken: a late helper finds none
+                index = PoolStore(service.settings.registry, project).load_index()
             record = analyse_page(service, project, run, page, page_size, index)
         except Exception as exc:  # this page only: the final pass does it again
             log.warning("project %s page %s: %s", project, page, exc)

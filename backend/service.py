@@ -141,6 +141,11 @@ class Service:
             return self.settings
         return load_options(self.settings.registry, project_id).applied(self.settings)
 
+    def project_created(self, project_id: int) -> str:
+        """When Label Studio created the project (tells a project from one that reuses its
+        id after Label Studio's database was reset)."""
+        return str(self.client.project(project_id).get("created_at") or "")
+
     def target(self, project_id: int) -> BrushTarget:
         config = self.client.project(project_id)["label_config"]
         label = self.project_settings(project_id).crack_label
@@ -309,6 +314,7 @@ class Service:
         not fetched again. Memory: one page of tasks, one batch of images and a feature row per
         task."""
         serving = self.holder.current(project_id)
+        options = load_options(self.settings.registry, project_id)
         target = self.target(project_id)
         store = PoolStore(self.settings.registry, project_id)
         masks = self.masks(serving, self.threshold(serving, project_id))
@@ -322,7 +328,7 @@ class Service:
             log.warning("project %s task %s: %s", project_id, tid, reason)
 
         scores = self._fit_and_score(
-            serving, store, features, labelled, errors, self.project_settings(project_id)
+            serving, store, features, labelled, errors, options.applied(self.settings)
         )
         imported = kept = 0
         replaced: list[int] = []  # older crackal predictions of tasks that got a new one
@@ -350,6 +356,10 @@ class Service:
         removed = self.client.delete_predictions(replaced)
         store.save_index(index)
         store.save_skipped(errors)  # before ordering the queue, which may watch for seconds
+        # the predictions are in: the /setup that the queue's new model version makes Label
+        # Studio call finds the project scored (a failure from here on fails the job: rq
+        # runs it again)
+        store.save_scored((serving.version, options.key(), self.project_created(project_id)))
         self.order_queue(project_id, version_label(serving.version))
         self.try_authorise_webhooks(project_id)
         log.info(

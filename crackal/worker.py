@@ -9,6 +9,7 @@ import signal
 import time
 from typing import Any
 
+from backend.job_kind import JobKind
 from backend.project_view import known_projects
 from backend.queues import QUEUE, RedisQueue, job_lost, run_in_worker
 from backend.settings import Settings
@@ -63,7 +64,7 @@ def reconcile_known_projects(queue: RedisQueue) -> None:
         return
     idle_delay = Settings.from_env().idle_delay
     for project in known_projects(Registry(registry)):
-        queue.submit("reconcile", project)
+        queue.submit(JobKind.RECONCILE, project)
         queue.arm_idle(project, time.time() + idle_delay)
 
 

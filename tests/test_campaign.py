@@ -56,8 +56,9 @@ def test_a_tiny_campaign_resumes_and_its_summary_reproduces(
     pooled = printed[printed.index("pooled: mean ODS") :].splitlines()
     for strategy in strategies - {"random"}:  # a mean row, then a row of differences
         assert sum(line.split()[:1] == [strategy] for line in pooled) == 2
-    with pytest.raises(SystemExit):  # a campaign itself needs its registry, P and pool
+    with pytest.raises(SystemExit) as refused:  # a campaign needs its registry, P and pool
         cli("simulate", "--out", tmp_path / "other")
+    assert refused.value.code == 2 and "--registry, --train, --pool" in capsys.readouterr().err
 
 
 def test_strategies_pick_what_they_promise():

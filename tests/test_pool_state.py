@@ -92,3 +92,15 @@ def test_shard_indexes_merge_a_damaged_one_costs_only_its_tasks_and_clear(tmp_pa
     store.clear_shard_indexes()
     assert store.load_shard_indexes("r1") == store.load_shard_indexes("r0") == {}
     assert PoolStore(tmp_path, 4).load_shard_indexes("r1") == {}  # no folder at all
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "{", "null", "{}", '["v1", "{}"]', '["v1", "{}", 3]', '{"version": "v1"}', "[1, 2, 3]"],
+)
+def test_a_damaged_scoring_marker_reads_as_not_scored(tmp_path, text):
+    store = PoolStore(tmp_path, 5)
+    store.save_scored(("v2", '{"strategy": "band"}', "2026-11-27T10:00:00Z"))
+    assert store.load_scored() == ("v2", '{"strategy": "band"}', "2026-11-27T10:00:00Z")
+    (store.folder / "scored.json").write_text(text)
+    assert store.load_scored() is None  # scored again, never wrongly skipped

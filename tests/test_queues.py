@@ -50,11 +50,6 @@ def test_an_unknown_job_kind_is_refused_before_anything_is_queued(redis):
     assert job.args[0] == "retrain" and type(job.args[0]) is str  # pickled as plain text
 
 
-def test_each_job_kind_needs_its_own_number_of_changed_labels():
-    needs = {kind: kind.least_changes(retrain_threshold=5) for kind in JobKind}
-    assert needs == {JobKind.RESCORE: 0, JobKind.RETRAIN: 1, JobKind.RECONCILE: 5, JobKind.IDLE: 1}
-
-
 def test_events_during_a_run_cause_exactly_one_follow_up(redis):
     queue = RedisQueue(connection=redis)
     state, follow_up = _keys("retrain:1")

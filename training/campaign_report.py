@@ -214,7 +214,8 @@ def format_summary(summary: dict[str, Any], sets: Sequence[str] | None = None) -
         if d is None or key not in d:
             return f"{'':>30s}"
         (lo, hi), star = d[ci], "*" if d["significant"] else " "
-        return f" {d[key]:+.3f} [{lo:+.3f},{hi:+.3f}] {d['p_holm']:.2f}{star}"
+        text = f"{d[key]:+.3f} [{lo:+.3f},{hi:+.3f}] {d['p_holm']:.2f}{star}"
+        return f"{text:>30s}"
 
     for name in sets or summary["sets"]:
         lines += [

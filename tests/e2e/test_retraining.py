@@ -149,6 +149,23 @@ def test_three_labels_adapt_the_model_and_the_queue_follows(
     assert job["result"]["version"] == new and job["result"]["labels"] == 3
     assert view["metrics"]["labelled"]["ods"] == meta["metrics"]["labelled"]["ods"]
 
+    # Label Studio's /setup after the new version queues no second scoring: the retrain
+    # scored the pool with it (a scoring a /setup queued before that may still finish)
+    def no_scoring_pending():
+        jobs = BACKEND.get(f"{rq_backend['url']}/health", timeout=10).json()["jobs"]
+        last = jobs["last"].get(f"rescore:{pid}", {})
+        idle = f"rescore:{pid}" not in jobs["queued"] and last.get("state") != "running"
+        return last if idle else None
+
+    before = wait_for(no_scoring_pending, 120, "no scoring queued or running")
+    config = ls.call("GET", f"/api/projects/{pid}")["label_config"]
+    answer = BACKEND.post(
+        f"{rq_backend['url']}/setup", json={"schema": config, "project": pid}, timeout=30
+    )
+    assert answer.status_code == 200 and answer.json()["model_version"] == version_label(new)
+    time.sleep(3)
+    assert no_scoring_pending() == before
+
 
 def test_redis_down_webhooks_answered_error_visible_and_no_label_lost(
     label_studio, rq_backend, project, trained_registry, crack_data
