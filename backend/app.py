@@ -88,8 +88,8 @@ def create_app(
             log.warning("project %s: not known to be scored: %s", project, exc)
             return False
 
-    def rescore(project: int) -> str:
-        scored[project] = wanted(project)
+    def rescore(project: int, now: tuple[str, str] | None = None) -> str:
+        scored[project] = now or wanted(project)
         return queue.submit(JobKind.RESCORE, project)
 
     def retrain(project: int) -> str:
@@ -224,12 +224,12 @@ def create_app(
         if project is not None:
             if project not in authorised and service.try_authorise_webhooks(project):
                 authorised.add(project)  # the webhook appears after the first /setup
-            now = wanted(project)
+            now = (version, options.key())  # as wanted(project), without reading them again
             if scored.get(project) != now and scored_elsewhere(project, now):
                 scored[project] = now
             if scored.get(project) != now:
                 try:
-                    rescore(project)
+                    rescore(project, now)
                 except Exception as exc:  # Redis down: connect anyway, score later
                     scored.pop(project, None)
                     log.error("project %s: scoring not queued: %s", project, exc)
