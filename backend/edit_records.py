@@ -115,6 +115,15 @@ class EditLog:
                 continue  # a line cut by a crash mid-write
         return out
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """Changes whenever the file does (inode, size, modification time); None without
+        a file."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def keys(self) -> set[tuple[int, str]]:
         return {r.key for r in self.read()}
 

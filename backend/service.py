@@ -132,6 +132,8 @@ class Service:
         self.holder = holder or ModelHolder(settings)
         self.client = client or LabelStudio(settings)
         self.session = session or requests.Session()
+        # each project's expected-F curve and the edit log stamp it was fitted at
+        self._curves: dict[int, tuple[tuple[int, int, int] | None, ExpectedF | None]] = {}
 
     def project_settings(self, project: Any) -> Settings:
         """The settings with the project's own options (its Label Studio extra params)."""
@@ -144,10 +146,12 @@ class Service:
     def project_created(self, project_id: int) -> str:
         """When Label Studio created the project (tells a project from one that reuses its
         id after Label Studio's database was reset)."""
-        return str(self.client.project(project_id).get("created_at") or "")
+        return _created(self.client.project(project_id))
 
-    def target(self, project_id: int) -> BrushTarget:
-        config = self.client.project(project_id)["label_config"]
+    def target(self, project_id: int, project: dict[str, Any] | None = None) -> BrushTarget:
+        """The brush control to predict into, from the project's label config (`project`:
+        Label Studio's project record when the caller already has it)."""
+        config = (project or self.client.project(project_id))["label_config"]
         label = self.project_settings(project_id).crack_label
         return parse_brush_target(config, label or None)
 
@@ -315,7 +319,8 @@ class Service:
         task."""
         serving = self.holder.current(project_id)
         options = load_options(self.settings.registry, project_id)
-        target = self.target(project_id)
+        record = self.client.project(project_id)
+        target = self.target(project_id, record)
         store = PoolStore(self.settings.registry, project_id)
         masks = self.masks(serving, self.threshold(serving, project_id))
         known = store.load_index()
@@ -359,7 +364,7 @@ class Service:
         # the predictions are in: the /setup that the queue's new model version makes Label
         # Studio call finds the project scored (a failure from here on fails the job: rq
         # runs it again)
-        store.save_scored((serving.version, options.key(), self.project_created(project_id)))
+        store.save_scored((serving.version, options.key(), _created(record)))
         self.order_queue(project_id, version_label(serving.version))
         self.try_authorise_webhooks(project_id)
         log.info(
@@ -569,13 +574,24 @@ class Service:
         return self.expected_f(project_id)
 
     def expected_f(self, project_id: int) -> ExpectedF | None:
-        """The project's curve of pre-annotation F against distance, from its labels."""
+        """The project's curve of pre-annotation F against distance, from its labels;
+        refitted only when its edit log changed."""
+        edits = EditLog(self.settings.registry, project_id)
         try:
-            records = EditLog(self.settings.registry, project_id).read()
-            return ExpectedF.from_labels((r.scaled_distance, r.pixel_f) for r in records)
+            stamp = edits.stamp()
+            kept = self._curves.get(project_id)
+            if kept is not None and kept[0] == stamp:
+                return kept[1]
+            curve = ExpectedF.from_labels((r.scaled_distance, r.pixel_f) for r in edits.read())
         except Exception as exc:  # a damaged record costs the curve, never the scoring
             log.warning("project %s: expected-F curve not fitted: %s", project_id, exc)
             return None
+        self._curves[project_id] = (stamp, curve)
+        return curve
+
+
+def _created(project: dict[str, Any]) -> str:
+    return str(project.get("created_at") or "")
 
 
 def _remember(put: Any, *args: Any) -> None:

@@ -47,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budgets", type=int, nargs="+", default=[0, 4, 8, 16])
     p.add_argument("--steps", type=int, default=40, help="fine-tuning steps per round")
     p.add_argument("--test-per-set", type=int, default=30, help="test images per set")
+    p.add_argument(
+        "--crack-crops",
+        type=_share,
+        default=0.0,
+        help="share of training crops placed over a crack pixel (default 0: as the "
+        "committed campaign ran)",
+    )
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument(
         "--base-steps",
@@ -61,6 +68,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="recompute summary.json and the figure from OUT/runs.csv (needs only --out)",
     )
     p.set_defaults(run=run, parser=p)
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1]: {text}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,7 +120,12 @@ def run(args: argparse.Namespace) -> int:
             indent=1,
         )
     spec = CampaignSpec(
-        args.strategies, range(args.seeds), args.budgets, args.steps, device=args.device
+        args.strategies,
+        range(args.seeds),
+        args.budgets,
+        args.steps,
+        crack_crops=args.crack_crops,
+        device=args.device,
     )
     campaign = prepare(base, extractor_from_model(base), train_items, pool, tests, spec)
     print(

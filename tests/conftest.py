@@ -10,7 +10,7 @@ import pytest
 from crackal.cli import main
 from selection.extractors import EncoderExtractor, imagenet_extractor
 from tests.availability import unavailable
-from training.model import build_model
+from training.model import DEFAULT_ENCODER, build_model
 from training.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def registry_with_an_untrained_model(root: Path) -> Registry:
     registry = Registry(root)
     registry.register(
         build_model().state_dict(),
-        {"encoder": "tu-tf_efficientnet_lite0", "threshold": 0.5},
+        {"encoder": DEFAULT_ENCODER, "threshold": 0.5},
         make_current=True,
     )
     return registry

@@ -371,6 +371,30 @@ def test_predict_scores_with_the_projects_stored_fit(settings, images, tmp_path)
     assert pred["score"] == pytest.approx(0.999 * on_curve + 0.001 * (1 - scaled), abs=1e-6)
 
 
+def test_the_expected_f_curve_is_refitted_only_when_the_edit_log_changes(settings):
+    service = Service(settings)
+    log = EditLog(settings.registry, 43)
+    label = np.zeros((20, 20), bool)
+    label[5:15, 8:11] = True
+
+    def record(i: int, shift: int):
+        annotation = {"id": 170 + i, "updated_at": f"2026-11-27T12:0{i}"}
+        predicted = np.roll(label, shift, axis=1)
+        return make_record(190 + i, annotation, {"id": 180 + i}, predicted, label, i / 4)
+
+    assert service.expected_f(43) is None  # no log yet
+    log.append([record(i, i) for i in range(3)])
+    first = service.expected_f(43)
+    assert first is not None and service.expected_f(43) is first  # unchanged log: kept
+    log.append([record(3, 0)])  # a perfect pre-annotation far away lifts the far end
+    second = service.expected_f(43)
+    assert second is not first and second(np.array([0.75]))[0] > first(np.array([0.75]))[0]
+    with open(log.path, "a") as fh:
+        fh.write('{"task": 1, "cut by a cra')  # a damaged line: skipped, the curve stays
+    third = service.expected_f(43)
+    assert third is not second and third(np.array([0.75]))[0] == second(np.array([0.75]))[0]
+
+
 def test_hostile_task_urls_cost_only_their_own_task(client, images):
     tasks = [
         {"id": 1, "data": {"photo": "http://[x"}},

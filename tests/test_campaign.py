@@ -53,9 +53,19 @@ def test_a_tiny_campaign_resumes_and_its_summary_reproduces(
     printed = capsys.readouterr().out
     for name in ("crack500", "cfd", "pooled"):
         assert f"{name}: difference against random" in printed
-    pooled = printed[printed.index("pooled: mean ODS") :].splitlines()
+    head_to_head = printed.index("AULC head to head")
+    pooled = printed[printed.index("pooled: mean ODS") : head_to_head].splitlines()
     for strategy in strategies - {"random"}:  # a mean row, then a row of differences
         assert sum(line.split()[:1] == [strategy] for line in pooled) == 2
+    # every pair of the other strategies, per set: the difference of their AULCs
+    others = sorted(strategies - {"random"})
+    area = {(a["strategy"], a["set"]): a["aulc"] for a in summary["aulc"]}
+    pairs = summary["aulc_pairs"]
+    assert len(pairs) == 3 * len(others) * (len(others) - 1) // 2
+    for d in pairs:
+        assert d["a"] < d["b"] and d["a"] != "random" != d["b"]
+        assert d["mean_diff"] == pytest.approx(area[(d["a"], d["set"])] - area[(d["b"], d["set"])])
+    assert printed[head_to_head:].count(f"{others[0]} - {others[1]}") == 1
     with pytest.raises(SystemExit) as refused:  # a campaign needs its registry, P and pool
         cli("simulate", "--out", tmp_path / "other")
     assert refused.value.code == 2 and "--registry, --train, --pool" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from backend.settings import Settings
 from selection.images import read_rgb
 from tests.conftest import registry_with_an_untrained_model
 from training import onnx_model
-from training.model import build_model
+from training.model import DEFAULT_ENCODER, build_model
 from training.onnx_model import OnnxRunner, load_runner, onnx_path
 from training.predict import predict_probs
 
@@ -134,7 +134,7 @@ def test_a_failed_export_falls_back_to_torch(registry, tmp_path, monkeypatch, ca
 
 def test_an_export_that_disagrees_with_torch_is_refused(registry, runner, tmp_path):
     other = registry.register(
-        build_model().state_dict(), {"encoder": "tu-tf_efficientnet_lite0"}
+        build_model().state_dict(), {"encoder": DEFAULT_ENCODER}
     )  # another random decoder; the shared line still serves v1
     loaded_other = registry.load(other)
     path = onnx_path(tmp_path, loaded_other.meta["weights_sha256"])

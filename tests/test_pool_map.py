@@ -23,7 +23,7 @@ from selection.images import content_hash, list_images, read_rgb
 from selection.pool_map import draw_map
 from tests.conftest import registry_with_an_untrained_model
 from training.grad_cam import crack_cam
-from training.model import build_model, normalize
+from training.model import DEFAULT_ENCODER, build_model, normalize
 
 POOL_IDS = list(range(60, 72))
 
@@ -123,7 +123,7 @@ def test_grad_cam_equals_an_independent_recomputation_on_a_real_image(crack_data
     model = build_model(pretrained=None).eval()
     path = sorted((crack_data / "cfd" / "images").iterdir())[0]
     image = read_rgb(path)
-    cam = crack_cam(model, image, "tu-tf_efficientnet_lite0")
+    cam = crack_cam(model, image, DEFAULT_ENCODER)
     assert cam.shape == image.shape[:2] and cam.min() >= 0 and cam.max() == pytest.approx(1.0)
     assert not model.encoder._forward_hooks and not model.training  # the served model as it was
     # independently: torch.autograd.grad of the target w.r.t. the deepest encoder map (a
@@ -131,7 +131,7 @@ def test_grad_cam_equals_an_independent_recomputation_on_a_real_image(crack_data
     assert image.shape[:2] == (320, 480)
     x = normalize(
         torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255,
-        "tu-tf_efficientnet_lite0",
+        DEFAULT_ENCODER,
     )
     features = model.encoder(x)
     logits = model.segmentation_head(model.decoder(features))[0, 0]

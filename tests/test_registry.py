@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from training.model import build_model
+from training.model import DEFAULT_ENCODER, build_model
 from training.registry import Registry, RegistryError
 
 
@@ -21,7 +21,7 @@ def register_many(root: str, count: int) -> None:
     registry = Registry(root)
     small = {"w": torch.zeros(3)}
     for _ in range(count):
-        registry.register(small, {"encoder": "tu-tf_efficientnet_lite0"})
+        registry.register(small, {"encoder": DEFAULT_ENCODER})
 
 
 def test_register_load_and_switch(tmp_path, state):
@@ -29,10 +29,8 @@ def test_register_load_and_switch(tmp_path, state):
     assert registry.current() is None and registry.versions() == []
     with pytest.raises(RegistryError, match="no current version"):
         registry.load()
-    v1 = registry.register(
-        state, {"encoder": "tu-tf_efficientnet_lite0", "threshold": 0.3}, make_current=True
-    )
-    v2 = registry.register(state, {"encoder": "tu-tf_efficientnet_lite0", "parent": v1})
+    v1 = registry.register(state, {"encoder": DEFAULT_ENCODER, "threshold": 0.3}, make_current=True)
+    v2 = registry.register(state, {"encoder": DEFAULT_ENCODER, "parent": v1})
     assert (v1, v2) == ("v1", "v2") and registry.versions() == ["v1", "v2"]
     assert registry.current() == "v1" and registry.resolve("latest") == "v2"
     loaded = registry.load()
@@ -51,7 +49,7 @@ def test_register_load_and_switch(tmp_path, state):
 
 def test_tampered_weights_are_refused(tmp_path, state):
     registry = Registry(tmp_path)
-    registry.register(state, {"encoder": "tu-tf_efficientnet_lite0"}, make_current=True)
+    registry.register(state, {"encoder": DEFAULT_ENCODER}, make_current=True)
     with open(registry.weights_path(), "ab") as fh:
         fh.write(b"x")
     with pytest.raises(RegistryError, match="do not match"):
@@ -99,7 +97,7 @@ def test_a_project_line_switches_alone_and_a_rollback_during_training_stays(tmp_
 
 def test_a_damaged_current_falls_back_to_the_newest_intact_earlier_version(tmp_path, state):
     registry = Registry(tmp_path)
-    meta = {"encoder": "tu-tf_efficientnet_lite0"}
+    meta = {"encoder": DEFAULT_ENCODER}
     for _ in range(3):
         registry.register(state, meta)
     registry.set_current("v1")
@@ -133,7 +131,7 @@ def write_forever(root: str, writing) -> None:
     registry = Registry(root)
     state = build_model(pretrained=None).state_dict()
     while True:
-        name = registry.register(state, {"encoder": "tu-tf_efficientnet_lite0"})
+        name = registry.register(state, {"encoder": DEFAULT_ENCODER})
         registry.set_current(name, project=1)
         writing.set()
 

@@ -98,6 +98,7 @@ class CampaignSpec:
     budgets: Sequence[int]  # label counts, ascending; 0 = the base model
     steps: int = 40  # fine-tuning steps per round
     added_fraction: float = 0.25  # share of each batch from the labels (as the backend's retrain)
+    crack_crops: float = 0.0  # share of crops placed over a crack pixel (TrainConfig)
     components: int = 25
     device: str | None = None
     uncertainty_side: int = 256  # pool images are predicted at most this large for entropy
@@ -191,6 +192,7 @@ def run_trajectory(
             eval_every=10**9,
             max_minutes=10**6,
             added_fraction=spec.added_fraction,
+            crack_crops=spec.crack_crops,
         )
         added = [campaign.pool[i] for i in labelled]
         result = train(

@@ -6,7 +6,9 @@ reproduces from the committed CSV).
   randomness and test split): mean, 95% t-interval, paired t-test p, Holm-corrected over
   every strategy x budget comparison of that set.
 - Area under the learning curve (trapezoids over the budgets, divided by the budget span:
-  a mean ODS over the curve), per seed, then the same paired comparison.
+  a mean ODS over the curve), per seed, then the same paired comparison; and, as a
+  secondary reading, every pair of the other strategies head to head in AULC (Holm over
+  the pairs of a set).
 Only seeds that every strategy finished are used (pairs must be complete). Within a seed
 every strategy shares one base model (runs.csv's `base`); seeds may differ in it.
 """
@@ -83,7 +85,7 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
     strategies = sorted({k[0] for k in table})
     sets = sorted({k[1] for k in table})
     budgets = sorted({k[2] for k in table})
-    curves, paired, aulc = [], [], []
+    curves, paired, aulc, pairs = [], [], [], []
     for name in sets:
         comparisons = []
         for strategy in strategies:
@@ -138,6 +140,8 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
             for e, p_holm in zip(compared, _holm([e["p"] for e in compared]), strict=True):
                 e.update(p_holm=p_holm, significant=bool(p_holm < 0.05))
             aulc += entries
+        if len(budgets) > 1:
+            pairs += _aulc_pairs(table, [s for s in strategies if s != REFERENCE], name, budgets)
     return {
         "seeds": seeds,
         "strategies": strategies,
@@ -148,7 +152,25 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
         "learning_curves": curves,
         "paired_vs_random": paired,
         "aulc": aulc,
+        "aulc_pairs": pairs,
     }
+
+
+def _aulc_pairs(table, strategies: Sequence[str], name: str, budgets: Sequence[int]) -> list:
+    """AULC of a minus b per seed for every pair a < b: mean, 95% CI, paired p, Holm over
+    the pairs of this set."""
+    out = []
+    for i, a in enumerate(strategies):
+        for b in strategies[i + 1 :]:
+            diff = _aulc(table, a, name, budgets) - _aulc(table, b, name, budgets)
+            mean, lo, hi = _t_interval(diff)
+            out.append(
+                {"a": a, "b": b, "set": name, "mean_diff": mean, "ci95": [lo, hi],
+                 "p": _paired_p(diff)}
+            )  # fmt: skip
+    for e, p_holm in zip(out, _holm([e["p"] for e in out]), strict=True):
+        e.update(p_holm=p_holm, significant=bool(p_holm < 0.05))
+    return out
 
 
 def _paired_p(diff: np.ndarray) -> float:
@@ -241,6 +263,17 @@ def format_summary(summary: dict[str, Any], sets: Sequence[str] | None = None) -
             )
             area = cell(aulc.get((strategy, name)), "diff_vs_random", "diff_ci95")
             lines.append(f"  {strategy:<14s}{row}{area}")
+    shown = sets or summary["sets"]
+    pairs = {(d["a"], d["b"], d["set"]): d for d in summary.get("aulc_pairs", [])}
+    if pairs:
+        lines += [
+            "",
+            "AULC head to head, a - b: mean [95% CI] Holm p over the pairs of a set",
+            f"  {'':<28s}" + "".join(f"{n:>30s}" for n in shown),
+        ]
+        for a, b in dict.fromkeys((k[0], k[1]) for k in pairs):
+            row = "".join(cell(pairs.get((a, b, n)), "mean_diff", "ci95") for n in shown)
+            lines.append(f"  {a + ' - ' + b:<28s}{row}")
     return "\n".join(lines)
 
 

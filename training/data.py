@@ -88,11 +88,16 @@ def load(samples: Sequence[Sample], desc: str | None = None) -> list[Loaded]:
 
 
 def random_crop(
-    item: Loaded, size: int, rng: np.random.Generator, augment: bool = True
+    item: Loaded,
+    size: int,
+    rng: np.random.Generator,
+    augment: bool = True,
+    on_crack: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A size x size crop (reflect-padded when the image is smaller) with flips, 90-degree
     rotations and mild brightness/contrast changes. Returns float32 image in [0, 1] (HWC)
-    and float32 mask."""
+    and float32 mask. `on_crack`: the crop covers a crack pixel drawn at random (where the
+    mask has one), at a random place within the crop."""
     image, mask = item.image, item.mask
     h, w = mask.shape
     ph, pw = max(0, size - h), max(0, size - w)
@@ -101,8 +106,14 @@ def random_crop(
         image = np.pad(image, (*pad, (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
         mask = np.pad(mask, pad, mode="reflect" if min(h, w) > 1 else "edge")
         h, w = mask.shape
-    y = int(rng.integers(0, h - size + 1))
-    x = int(rng.integers(0, w - size + 1))
+    crack = np.flatnonzero(mask) if on_crack else ()
+    if len(crack):
+        cy, cx = divmod(int(crack[rng.integers(0, len(crack))]), w)
+        y = int(rng.integers(max(0, cy - size + 1), min(h - size, cy) + 1))
+        x = int(rng.integers(max(0, cx - size + 1), min(w - size, cx) + 1))
+    else:
+        y = int(rng.integers(0, h - size + 1))
+        x = int(rng.integers(0, w - size + 1))
     img = image[y : y + size, x : x + size].astype(np.float32) / 255.0
     msk = mask[y : y + size, x : x + size].astype(np.float32)
     if augment:

@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool | None = None  # None: native bf16 decides (training.device.use_bf16)
     added_fraction: float = 0.25  # share of each batch drawn from added (new) images
+    crack_crops: float = 0.0  # share of crops placed over a crack pixel (images with one)
 
     @classmethod
     def base(cls, **overrides: Any) -> TrainConfig:
@@ -149,7 +150,12 @@ def train(
     for step in range(1, config.steps + 1):
         picks = [train_items[i] for i in rng.integers(0, len(train_items) or 1, n_base)]
         picks += [added_items[i] for i in rng.integers(0, len(added_items) or 1, n_added)]
-        images, masks = batch_tensors([random_crop(it, config.crop, rng) for it in picks])
+        on_crack = [config.crack_crops > 0 and rng.random() < config.crack_crops for _ in picks]
+        crops = [
+            random_crop(it, config.crop, rng, on_crack=on)
+            for it, on in zip(picks, on_crack, strict=True)
+        ]
+        images, masks = batch_tensors(crops)
         images, masks = images.to(device), masks.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(normalize(images, encoder))

@@ -124,6 +124,9 @@ def backend_env(
         "CRACKAL_BASE_VAL": str(base_val),
         "CRACKAL_ADAPT_STEPS": "20",
         "CRACKAL_PROMOTE": "always",
+        # the suite checks the farthest-first order and its expected-F scores by name; every
+        # order the queue offers is tested in tests/test_queue_order.py
+        "CRACKAL_STRATEGY": "farthest",
         # no spontaneous idle retrains in the suite's shared backends: each would hold the
         # job runner for minutes (test_hostile_inputs tests the idle delay on its own backend)
         "CRACKAL_IDLE_DELAY": "86400",
