@@ -35,7 +35,7 @@ class Settings:
     feature_size: int = 448
     components: int = 25
     band: tuple[float, float] = DEFAULT_BAND  # used by the band and band-kcenter orders
-    strategy: Strategy = Strategy.FARTHEST  # the order the queue serves the pool in
+    strategy: Strategy = Strategy.KCENTER  # the queue's order (README: `crackal simulate`)
     batch_size: int = 16
     onnx: bool = True  # masks run on onnxruntime (each version exported once); torch if off
     order_queue: bool = True  # set "Uncertainty sampling" so /next serves farthest first

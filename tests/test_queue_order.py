@@ -72,10 +72,23 @@ def test_band_kcenter_follows_k_center_inside_the_band(features):
     assert served(scores(Strategy.BAND_KCENTER, features))[: len(band)] == expected
 
 
+def test_a_long_k_center_order_continues_by_distance_after_its_greedy_picks(features):
+    _, _, _, projection = features
+    pool, primary = projection.secondary, projection.primary
+    m = len(pool)
+    exact = k_center_greedy(pool, primary, m)
+    capped = k_center_greedy(pool, primary, m, greedy=5)
+    assert sorted(capped) == list(range(m)) and capped[:5] == exact[:5]
+    centres = np.concatenate([primary, pool[capped[:5]]])
+    nearest = np.linalg.norm(pool[capped[5:], None] - centres[None], axis=2).min(axis=1)
+    assert np.all(np.diff(nearest) <= 1e-12)  # the rest: farthest from P and the picks first
+    assert capped != exact  # the real pool's greedy order differs from the frozen one
+
+
 def test_strategy_and_band_settings_are_checked():
     s = Settings.from_env({"CRACKAL_STRATEGY": "band-kcenter", "CRACKAL_BAND": "0.5,0.9"})
     assert s.strategy is Strategy.BAND_KCENTER and s.band == (0.5, 0.9)
-    assert Settings.from_env({}).strategy is Strategy.FARTHEST
+    assert Settings.from_env({}).strategy is Strategy.KCENTER  # the campaign's pick
     for env, message in (
         ({"CRACKAL_STRATEGY": "uncertainty"}, "CRACKAL_STRATEGY must be one of"),
         ({"CRACKAL_BAND": "0.9,0.2"}, "low < high"),
