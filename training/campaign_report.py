@@ -36,7 +36,8 @@ def _t_interval(values: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _holm(pvalues: Sequence[float]) -> list[float]:
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in the order given."""
     order = np.argsort(pvalues)
     adjusted = np.empty(len(pvalues))
     running = 0.0
@@ -107,7 +108,7 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
                 comparisons.append((strategy, budget, diff))
         pvalues = [_paired_p(d) for _, _, d in comparisons]
         for (strategy, budget, diff), p, p_holm in zip(
-            comparisons, pvalues, _holm(pvalues), strict=True
+            comparisons, pvalues, holm(pvalues), strict=True
         ):
             mean, lo, hi = _t_interval(diff)
             paired.append(
@@ -137,7 +138,7 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
                     )
                 entries.append(entry)
             compared = [e for e in entries if "p" in e]
-            for e, p_holm in zip(compared, _holm([e["p"] for e in compared]), strict=True):
+            for e, p_holm in zip(compared, holm([e["p"] for e in compared]), strict=True):
                 e.update(p_holm=p_holm, significant=bool(p_holm < 0.05))
             aulc += entries
         if len(budgets) > 1:
@@ -168,7 +169,7 @@ def _aulc_pairs(table, strategies: Sequence[str], name: str, budgets: Sequence[i
                 {"a": a, "b": b, "set": name, "mean_diff": mean, "ci95": [lo, hi],
                  "p": _paired_p(diff)}
             )  # fmt: skip
-    for e, p_holm in zip(out, _holm([e["p"] for e in out]), strict=True):
+    for e, p_holm in zip(out, holm([e["p"] for e in out]), strict=True):
         e.update(p_holm=p_holm, significant=bool(p_holm < 0.05))
     return out
 
