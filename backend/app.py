@@ -74,7 +74,7 @@ def create_app(
     def wanted(project: int) -> tuple[str, str]:
         """What a scoring of the project would use now: its version and its options."""
         options = load_options(settings.registry, project)
-        return registry.current(project) or "", options.key()
+        return registry.current(project) or "", options.key(settings)
 
     def scored_elsewhere(project: int, now: tuple[str, str]) -> bool:
         """A finished scoring (in any process: a retrain's own) used this version and these
@@ -224,7 +224,7 @@ def create_app(
         if project is not None:
             if project not in authorised and service.try_authorise_webhooks(project):
                 authorised.add(project)  # the webhook appears after the first /setup
-            now = (version, options.key())  # as wanted(project), without reading them again
+            now = (version, options.key(settings))  # as wanted(project), without reading them again
             if scored.get(project) != now and scored_elsewhere(project, now):
                 scored[project] = now
             if scored.get(project) != now:

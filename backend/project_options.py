@@ -64,9 +64,13 @@ class ProjectOptions:
             raw["band"] = list(raw["band"])
         return raw
 
-    def key(self) -> str:
-        """A canonical text of the options that are set (equal options, equal keys)."""
-        return json.dumps(self.as_json(), sort_keys=True)
+    def key(self, settings: Settings) -> str:
+        """A canonical text of the options a scoring uses: the project's where set, else
+        the settings' (so a changed default, e.g. `CRACKAL_STRATEGY`, changes it too)."""
+        used = self.applied(settings)
+        effective = {"crack_label": used.crack_label, "strategy": used.strategy.value,
+                     "band": list(used.band)}  # fmt: skip
+        return json.dumps(effective, sort_keys=True)
 
     def applied(self, settings: Settings) -> Settings:
         """`settings` with this project's overrides."""

@@ -364,7 +364,7 @@ class Service:
         # the predictions are in: the /setup that the queue's new model version makes Label
         # Studio call finds the project scored (a failure from here on fails the job: rq
         # runs it again)
-        store.save_scored((serving.version, options.key(), _created(record)))
+        store.save_scored((serving.version, options.key(self.settings), _created(record)))
         self.order_queue(project_id, version_label(serving.version))
         self.try_authorise_webhooks(project_id)
         log.info(
@@ -478,7 +478,7 @@ class Service:
             log.warning("project %s: pool map not drawn: %s", project_id, exc)
 
     def order_queue(self, project_id: int, model_version: str, settle: float = 5.0) -> None:
-        """Farthest first: uncertainty sampling over predictions of `model_version`.
+        """Serve in the scores' order: uncertainty sampling over predictions of `model_version`.
 
         Connecting a backend, Label Studio sets the project's model_version to the backend's
         title when it had none, from a copy of the project read before it called /setup

@@ -38,7 +38,7 @@ class Settings:
     strategy: Strategy = Strategy.KCENTER  # the queue's order (README: `crackal simulate`)
     batch_size: int = 16
     onnx: bool = True  # masks run on onnxruntime (each version exported once); torch if off
-    order_queue: bool = True  # set "Uncertainty sampling" so /next serves farthest first
+    order_queue: bool = True  # "Uncertainty sampling": /next serves the lowest score first
     local_files_root: Path | None = None  # local paths allowed only below this folder
     max_image_bytes: int = 64 * 2**20
     max_image_pixels: int = 64_000_000

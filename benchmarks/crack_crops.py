@@ -55,10 +55,11 @@ def main() -> None:
             f"{b}: {mean[('farthest', name, b)]:.3f} -> {mean[(ON_CRACK, name, b)]:.3f}"
             for b in summary["budgets"]
         )
-        lo, hi = d["ci95"]
+        sign = 1.0 if d["a"] == ON_CRACK else -1.0  # pairs are a - b in name order
+        diff, ends = sign * d["mean_diff"], sorted(sign * x for x in d["ci95"])
         print(
             f"{name:<9s} mean ODS without -> with crack crops  {curve}\n"
-            f"{'':<9s} AULC with - without: {-d['mean_diff']:+.4f} [{-hi:+.4f}, {-lo:+.4f}] "
+            f"{'':<9s} AULC with - without: {diff:+.4f} [{ends[0]:+.4f}, {ends[1]:+.4f}] "
             f"p={d['p']:.3f} (Holm over these rows {p_holm:.3f})"
         )
 

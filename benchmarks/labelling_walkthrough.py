@@ -3,7 +3,7 @@
 real Label Studio, Redis, rq worker and backend on this machine.
 
 For each set a fresh project holds all of its images. At each stage the annotator asks
-Label Studio for the next task (`/api/projects/<id>/next`, the queue as shipped), paints
+Label Studio for the next task (`/api/projects/<id>/next`, the farthest-first queue), paints
 the set's ground-truth mask and submits; the backend retrains (3 labels reach its
 threshold; with fewer new labels the script asks for a retrain, as a user can), judges
 the candidate on the project and re-scores. The script waits for that,
@@ -74,7 +74,12 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
     registry = Registry(work / "registry")
     images = list_images(args.data / name)
     stages = sorted({n for n in args.labels if n < len(images)})
-    extra = {"CRACKAL_RETRAIN_THRESHOLD": "3", "CRACKAL_IDLE_DELAY": "86400"}
+    # the README's figures were measured on the farthest-first queue (the default then)
+    extra = {
+        "CRACKAL_RETRAIN_THRESHOLD": "3",
+        "CRACKAL_IDLE_DELAY": "86400",
+        "CRACKAL_STRATEGY": "farthest",
+    }
     with local_stack(args.label_studio, work, registry, args.data, extra_env=extra) as stack:
         http = requests.Session()
         http.headers["Authorization"] = f"Token {stack.ls.token}"

@@ -5,7 +5,7 @@ every label) and of the remaining pool S - and returns `b` pool indices, best fi
 Distance-based strategies fit PCA jointly on P u S each round (method.md), so the ranking
 is refitted as labels arrive, exactly as the backend's re-scoring does.
 
-- `farthest`: the queue as shipped: largest I_dist first.
+- `farthest`: the paper's order (`CRACKAL_STRATEGY=farthest`): largest I_dist first.
 - `band`: the paper's candidates: uniformly among scaled I_dist in the band (farthest
   outside the band fill up when the band is short).
 - `random`: uniformly over S.

@@ -5,6 +5,7 @@ or local paths, and 'Label Studio unreachable' is a closed loopback port."""
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import time
 
@@ -573,6 +574,23 @@ def test_setup_queues_a_scoring_once_per_version_and_options(settings):
     assert queued() == []
     setup(71, {"strategy": "band"})  # other options: another order, so scored again
     assert queued() == ["rescore:71"]
+
+
+def test_the_scoring_key_is_of_the_options_a_scoring_uses(settings):
+    """A project is scored again when the order it is served in changes, also when that
+    comes from the backend's default (an upgrade, or a new CRACKAL_STRATEGY)."""
+    from dataclasses import replace
+
+    from backend.project_options import ProjectOptions
+
+    other_default = replace(settings, strategy=Strategy.KCENTER, band=(0.5, 1.0))
+    plain = ProjectOptions.parse({})
+    assert plain.key(settings) != plain.key(other_default)
+    assert json.loads(plain.key(other_default)) == {
+        "crack_label": "", "strategy": "kcenter", "band": [0.5, 1.0]
+    }  # fmt: skip
+    own = ProjectOptions.parse({"strategy": "band", "band": [0.6, 0.9]})
+    assert own.key(settings) == own.key(other_default)  # the project's own order holds
 
 
 def test_the_label_threshold_queues_a_reconcile_and_arms_the_idle_deadline(settings):
