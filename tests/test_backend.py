@@ -374,6 +374,32 @@ def test_predict_scores_with_the_projects_stored_fit(settings, images, tmp_path)
     assert pred["score"] == pytest.approx(0.999 * on_curve + 0.001 * (1 - scaled), abs=1e-6)
 
 
+def test_predict_under_the_default_order_gives_one_minus_the_distance(settings, images):
+    """With kcenter (the default) the imported score is the queue place; /predict, which
+    sees only its own tasks, gives 1 - the scaled distance, also where the project's labels
+    give an expected-F curve (that score belongs to the farthest order)."""
+    from dataclasses import replace
+
+    service = Service(replace(settings, strategy=Strategy.KCENTER))
+    serving = service.holder.current()
+    rows = serving.extractor([read_rgb(p) for p in images])
+    fit, i_dist = DistanceFit.fit(serving.base_features, rows)
+    middle = int(np.argsort(i_dist)[1])
+    PoolStore(settings.registry, 44).save_fit(serving.fit_key, fit)
+    label = np.zeros((20, 20), bool)
+    label[5:15, 8:11] = True
+    EditLog(settings.registry, 44).append(
+        [
+            make_record(90 + i, {"id": 60 + i}, {"id": 50 + i}, np.roll(label, i, 1), label, i / 3)
+            for i in range(4)
+        ]
+    )
+    assert service.expected_f(44) is not None  # a curve exists, and is not used
+    tasks = [{"id": 5, "data": {"photo": data_url(images[middle])}}]
+    (pred,) = service.predict(tasks, CONFIG, project="44.1")[0]
+    assert pred["score"] == pytest.approx(1 - fit.scaled_at_fit(i_dist)[middle], abs=1e-6)
+
+
 def test_the_expected_f_curve_is_refitted_only_when_the_edit_log_changes(settings):
     service = Service(settings)
     log = EditLog(settings.registry, 43)
