@@ -81,7 +81,8 @@ def choose(strategy: Strategy | str, state: RoundState, b: int) -> list[int]:
             int(candidates[i])
             for i in k_center_greedy(projection.secondary[candidates], projection.primary, b)
         ]
-        rest = [int(i) for i in farthest_first(i_dist) if i not in set(picks)]
+        chosen = set(picks)
+        rest = [int(i) for i in farthest_first(i_dist) if i not in chosen]
         return (picks + rest)[:b]
     raise ValueError(f"unknown strategy {strategy!r}")
 

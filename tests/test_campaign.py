@@ -66,6 +66,11 @@ def test_a_tiny_campaign_resumes_and_its_summary_reproduces(
         assert d["a"] < d["b"] and d["a"] != "random" != d["b"]
         assert d["mean_diff"] == pytest.approx(area[(d["a"], d["set"])] - area[(d["b"], d["set"])])
     assert printed[head_to_head:].count(f"{others[0]} - {others[1]}") == 1
+    for bad in ("2", "-0.1", "nan", "half"):  # a share outside [0, 1] is refused alone
+        with pytest.raises(SystemExit) as refused:
+            cli(*args, "--crack-crops", bad)
+        assert refused.value.code == 2 and "--crack-crops" in capsys.readouterr().err
+    assert (out / "runs.csv").read_text() == first  # nothing ran
     with pytest.raises(SystemExit) as refused:  # a campaign needs its registry, P and pool
         cli("simulate", "--out", tmp_path / "other")
     assert refused.value.code == 2 and "--registry, --train, --pool" in capsys.readouterr().err
