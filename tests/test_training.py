@@ -12,7 +12,7 @@ from tests.conftest import TINY, cli
 from training.data import Loaded, find_samples, load, random_crop
 from training.evaluate import evaluate
 from training.model import DEFAULT_ENCODER, build_model
-from training.train import TrainConfig, train
+from training.train import TrainConfig, lr_factor, train
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,17 @@ def test_training_fits_the_images_it_sees(crack_data):
     )
     assert result.val_ods > before + 0.1
     assert result.steps == 40 and len(result.history) == 2 and 0 <= result.threshold < 1
+
+
+def test_learning_rate_anneals_over_whichever_budget_ends_first():
+    config = TrainConfig(steps=1010, warmup_steps=10)
+    assert lr_factor(0, config) == pytest.approx(0.1)  # warm-up: 1/10
+    assert lr_factor(510, config) == pytest.approx(0.525)  # half the steps: half-way down
+    # a slow machine: 10% of the steps done, but all the time spent -> fully annealed
+    assert lr_factor(110, config, time_used=1.0) == pytest.approx(0.05)
+    assert lr_factor(110, config, time_used=0.5) == pytest.approx(0.525)
+    # the steps ahead of the clock: the steps decide
+    assert lr_factor(1010, config, time_used=0.1) == pytest.approx(0.05)
 
 
 def test_train_registers_a_current_version_with_metadata(registry, sets):

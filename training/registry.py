@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from selection.atomic import atomic_write
+from training.device import resolve_device
 from training.model import build_model
 
 _VERSION = re.compile(r"^v(\d+)$")
@@ -159,7 +160,8 @@ class Registry:
         return self.versions_dir / self.resolve(version) / "weights.pt"
 
     def load(self, version: str | None = "current", project: int | None = None) -> LoadedModel:
-        """Build the model of a version and load its weights (weights_only=True), eval mode.
+        """Build the model of a version and load its weights (weights_only=True), eval mode,
+        on `training.device.resolve_device()` (CUDA when present, CRACKAL_DEVICE).
         RegistryError when the version is missing or damaged."""
         name = self.resolve(version, project)
         meta = self.meta(name)
@@ -173,7 +175,7 @@ class Registry:
             raise
         except Exception as exc:  # missing file, torn pickle, wrong shapes: damaged
             raise RegistryError(f"version {name} cannot be loaded: {exc}"[:500]) from None
-        return LoadedModel(name, model.eval(), meta)
+        return LoadedModel(name, model.eval().to(resolve_device()), meta)
 
     def load_serving(
         self, project: int | None = None, wanted: str | None = None
