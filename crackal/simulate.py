@@ -109,13 +109,25 @@ def run(args: argparse.Namespace) -> int:
         tests[name] = load(test, desc=f"load {name} test")
         pool += load(rest, desc=f"load {name} pool")
     out.mkdir(parents=True, exist_ok=True)
+    adaptation = {"steps": args.steps, "crack_crops": args.crack_crops}
     if (out / "runs.csv").exists() and (out / "split.json").exists():
-        before = json.loads((out / "split.json").read_text()).get("test")
-        if before != split:
+        before = json.loads((out / "split.json").read_text())
+        if before.get("test") != split:
             raise ValueError(f"{out} holds runs on another test split: use a new --out")
+        for key, value in (before.get("adaptation") or {}).items():  # absent: older folders
+            if adaptation.get(key) != value:
+                flag = "--" + key.replace("_", "-")
+                raise ValueError(
+                    f"{out} holds runs with {flag} {value}: resume with it, or use a new --out"
+                )
     with atomic_write(out / "split.json", "w") as fh:
         json.dump(
-            {"base_version": base.version, "split_seed": args.split_seed, "test": split},
+            {
+                "base_version": base.version,
+                "split_seed": args.split_seed,
+                "adaptation": adaptation,
+                "test": split,
+            },
             fh,
             indent=1,
         )

@@ -67,6 +67,7 @@ def config_from_args(args: argparse.Namespace, adapting: bool) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args, adapting=args.parent is not None)  # refused before loading
     registry = Registry(args.registry)
     samples = [s for folder in args.train for s in find_samples(folder)]
     val_samples = find_samples(args.val) if args.val else []
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         val_items,
         parent=args.parent,
         encoder=args.encoder,
-        config=config_from_args(args, adapting=args.parent is not None),
+        config=config,
         promote=args.promote,
         note="crackal train",
     )

@@ -71,6 +71,10 @@ def test_a_tiny_campaign_resumes_and_its_summary_reproduces(
             cli(*args, "--crack-crops", bad)
         assert refused.value.code == 2 and "--crack-crops" in capsys.readouterr().err
     assert (out / "runs.csv").read_text() == first  # nothing ran
+    for other in (["--steps", "3"], ["--crack-crops", "0.5"]):  # would mix unlike runs
+        assert cli(*args, *other) == 2
+        assert f"holds runs with {other[0]}" in capsys.readouterr().err
+    assert (out / "runs.csv").read_text() == first
     with pytest.raises(SystemExit) as refused:  # a campaign needs its registry, P and pool
         cli("simulate", "--out", tmp_path / "other")
     assert refused.value.code == 2 and "--registry, --train, --pool" in capsys.readouterr().err

@@ -86,6 +86,33 @@ def test_learning_rate_anneals_over_whichever_budget_ends_first():
     assert lr_factor(1010, config, time_used=0.1) == pytest.approx(0.05)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("steps", 0),
+        ("crop", 100),
+        ("batch_size", 0),
+        ("max_minutes", 0.0),
+        ("crack_crops", 1.5),
+        ("crack_crops", float("nan")),
+        ("lr_encoder", -1e-3),
+    ],
+)
+def test_training_settings_no_run_can_use_are_refused_by_name(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_train_command_refuses_a_bad_crop_before_loading_images(tmp_path, capsys):
+    missing = tmp_path / "no-such-set"  # would fail on loading, after the check
+    code = main(
+        ["train", "--train", str(missing), "--registry", str(tmp_path / "r"), "--crop", "100"]
+    )
+    assert code != 0
+    assert "crop must be a multiple of 32" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_train_registers_a_current_version_with_metadata(registry, sets):
     assert registry.current() == "v1"
     meta = registry.meta()

@@ -48,6 +48,31 @@ class TrainConfig:
     added_fraction: float = 0.25  # share of each batch drawn from added (new) images
     crack_crops: float = 0.0  # share of crops placed over a crack pixel (images with one)
 
+    def __post_init__(self) -> None:
+        """Refuse settings no run can use, naming them (before any image is loaded)."""
+        problems = [
+            f"{name} must be {rule}, got {value!r}"
+            for name, value, ok, rule in (
+                ("steps", self.steps, self.steps >= 1, "at least 1"),
+                ("batch_size", self.batch_size, self.batch_size >= 1, "at least 1"),
+                ("crop", self.crop, self.crop >= 32 and self.crop % 32 == 0, "a multiple of 32"),
+                ("eval_every", self.eval_every, self.eval_every >= 1, "at least 1"),
+                ("max_minutes", self.max_minutes, self.max_minutes > 0, "positive"),
+                ("lr_decoder", self.lr_decoder, self.lr_decoder > 0, "positive"),
+                ("lr_encoder", self.lr_encoder, self.lr_encoder > 0, "positive"),
+                ("crack_crops", self.crack_crops, 0 <= self.crack_crops <= 1, "within [0, 1]"),
+                (
+                    "added_fraction",
+                    self.added_fraction,
+                    0 < self.added_fraction <= 1,
+                    "within (0, 1]",
+                ),
+            )
+            if not ok  # NaN fails every comparison, so it is refused too
+        ]
+        if problems:
+            raise ValueError("training settings: " + "; ".join(problems))
+
     @classmethod
     def base(cls, **overrides: Any) -> TrainConfig:
         """Training from ImageNet weights: at most ~15 minutes on 2 CPU cores."""

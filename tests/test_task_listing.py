@@ -1,0 +1,65 @@
+"""Task pages read as plain JSON: what a Label Studio answer that is not a task page does
+(a proxy's error page, a truncated body, another API's shape) is an error that says so,
+never a crash deep in the scoring job. A local server plays the broken peer; the real
+Label Studio's pages are read in the end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from backend.label_studio import TASK_FIELDS, LabelStudio, LabelStudioError
+from backend.settings import Settings
+
+HTML, LIST, NO_TASKS, ODD_ITEMS, ERROR = 1, 2, 3, 4, 5  # project ids: the answer each gets
+ANSWERS: dict[int, tuple[int, bytes]] = {
+    HTML: (200, b"<html>502 Bad Gateway</html>"),
+    LIST: (200, b"[1, 2, 3]"),
+    NO_TASKS: (200, json.dumps({"total": 3}).encode()),
+    ODD_ITEMS: (200, json.dumps({"tasks": [{"id": 1}, "x", 7, None], "total": "many"}).encode()),
+    ERROR: (500, b"oops"),
+}
+SEEN: list[dict[str, list[str]]] = []
+
+
+class BrokenLabelStudio(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        query = parse_qs(urlparse(self.path).query)
+        SEEN.append(query)
+        status, body = ANSWERS[int(query["project"][0])]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def client():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BrokenLabelStudio)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    yield LabelStudio(Settings(label_studio_url=url, label_studio_api_key="k" * 40))
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [(HTML, "not a JSON answer"), (LIST, "no task list"), (NO_TASKS, "no task list"),
+     (ERROR, "HTTP 500")],
+)  # fmt: skip
+def test_an_answer_that_is_no_task_page_is_an_error_that_says_so(client, answer, reason):
+    with pytest.raises(LabelStudioError, match=reason):
+        client.tasks_page(answer, 1, 100)
+
+
+def test_only_task_objects_are_kept_and_only_the_fields_read_are_asked_for(client):
+    items, total = client.tasks_page(ODD_ITEMS, 1, 100)
+    assert items == [{"id": 1}] and total == 0
+    assert SEEN[-1]["include"] == [TASK_FIELDS] and SEEN[-1]["page_size"] == ["100"]
