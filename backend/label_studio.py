@@ -20,7 +20,6 @@ from backend.settings import Settings
 
 T = TypeVar("T")
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
-TASK_FIELDS = "id,data,annotations,predictions"  # what the backend reads of a listed task
 
 
 class LabelStudioError(RuntimeError):
@@ -96,9 +95,10 @@ class LabelStudio:
         self, project_id: int, page: int, page_size: int
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of a project's tasks (pages from 1) and the project's task count; a page
-        past the last one is empty. Only the fields the backend reads (TASK_FIELDS), as
-        plain JSON: the SDK's typed tasks cost as much again as Label Studio's answer (500
-        tasks: 1.6 s of model conversion beside 3.4 s of waiting, measured here)."""
+        past the last one is empty. Read as plain JSON: the SDK's typed tasks cost half as
+        much again as Label Studio's answer (500 tasks: 1.6 s of model conversion beside
+        3.4 s of waiting, measured here). Every field comes: Label Studio's `include`
+        parameter would also strip the nested annotations down to their ids."""
 
         def call() -> Any:
             response = self.sdk._client_wrapper.httpx_client.request(
@@ -109,7 +109,6 @@ class LabelStudio:
                     "page": page,
                     "page_size": page_size,
                     "fields": "all",
-                    "include": TASK_FIELDS,
                 },
             )
             if not 200 <= response.status_code < 300:
@@ -132,7 +131,9 @@ class LabelStudio:
         if not isinstance(items, list):
             raise LabelStudioError(f"tasks of project {project_id}: no task list in the answer")
         total = body.get("total")
-        return [t for t in items if isinstance(t, dict)], total if isinstance(total, int) else 0
+        if not isinstance(total, int):  # without it the pages cannot be walked
+            raise LabelStudioError(f"tasks of project {project_id}: no task count in the answer")
+        return [t for t in items if isinstance(t, dict)], total
 
     def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> None:
         """Bulk import: [{task, model_version, score, result}, ...]."""

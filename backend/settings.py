@@ -11,6 +11,7 @@ from selection.cache import default_cache_dir
 from selection.queue_order import QUEUE_STRATEGIES
 from selection.ranking import DEFAULT_BAND
 from selection.strategies import Strategy
+from training.device import resolve_device
 
 
 def _band(text: str) -> tuple[float, float]:
@@ -92,6 +93,7 @@ class Settings:
             raise ValueError(f"CRACKAL_STRATEGY must be one of {choices}: {name!r}")
         s.strategy = Strategy(name)
         s.batch_size = int(e.get("CRACKAL_BATCH_SIZE", s.batch_size))
+        resolve_device(e.get("CRACKAL_DEVICE") or "auto")  # a wrong device fails at start
         s.onnx = e.get("CRACKAL_ONNX", "1").lower() not in ("0", "false", "no")
         s.order_queue = e.get("CRACKAL_ORDER_QUEUE", "1").lower() not in ("0", "false", "no")
         if e.get("CRACKAL_LOCAL_FILES_ROOT"):
@@ -119,6 +121,8 @@ class Settings:
         if s.promote not in ("always", "if-better", "never"):
             raise ValueError(f"CRACKAL_PROMOTE must be always, if-better or never: {s.promote!r}")
         s.adapt_steps = int(e.get("CRACKAL_ADAPT_STEPS", s.adapt_steps))
+        if s.adapt_steps < 1:
+            raise ValueError(f"CRACKAL_ADAPT_STEPS must be at least 1: {s.adapt_steps}")
         s.job_retries = int(e.get("CRACKAL_JOB_RETRIES", s.job_retries))
         s.job_timeout = int(e.get("CRACKAL_JOB_TIMEOUT", s.job_timeout))
         if s.job_timeout < 1:

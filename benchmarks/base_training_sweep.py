@@ -21,15 +21,19 @@ from training.train import TrainConfig, train
 
 # name -> TrainConfig overrides. Steps are scaled so every setting trains on as many pixels
 # as --steps batches of 8 crops of 128 px: about the same CPU time.
+# Rates are absolute: "previous" is what shipped before 2026-11-28 (the logs in
+# results/device call it "shipped"); "lr-x2" is what ships now, without early stopping.
+PREVIOUS = {"lr_decoder": 1e-3, "lr_encoder": 5e-4}
 SETTINGS: dict[str, dict[str, float]] = {
-    "shipped": {},  # lr 1e-3 (decoder) / 5e-4 (encoder), patience 4
-    "no-stop": {"patience": 99},
+    "shipped": {},  # TrainConfig.base() as it is now
+    "previous": PREVIOUS,  # patience 4
+    "no-stop": {**PREVIOUS, "patience": 99},
     "lr-x0.5": {"patience": 99, "lr_decoder": 5e-4, "lr_encoder": 2.5e-4},
     "lr-x0.25": {"patience": 99, "lr_decoder": 2.5e-4, "lr_encoder": 1.25e-4},
     "lr-x2": {"patience": 99, "lr_decoder": 2e-3, "lr_encoder": 1e-3},
-    "batch16": {"patience": 99, "batch_size": 16},
-    "crop192": {"patience": 99, "crop": 192},
-    "crop256-batch4": {"patience": 99, "crop": 256, "batch_size": 4},
+    "batch16": {**PREVIOUS, "patience": 99, "batch_size": 16},
+    "crop192": {**PREVIOUS, "patience": 99, "crop": 192},
+    "crop256-batch4": {**PREVIOUS, "patience": 99, "crop": 256, "batch_size": 4},
 }
 
 

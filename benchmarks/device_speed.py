@@ -12,6 +12,7 @@ this host's cores (the backend serves CPU masks on onnxruntime: benchmarks/onnx_
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="also train the base model")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    os.environ["CRACKAL_DEVICE"] = str(device)  # --train's fit_version follows it
     cpu = torch.device("cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {device} ({name}); host CPU threads {torch.get_num_threads()}")

@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--downscale-side", type=int, default=1024)
     args = parser.parse_args()
     loaded = Registry(args.registry).load("current")
+    loaded.model.cpu()  # CPU figures, also on a machine with a GPU
     items = load(find_samples(args.data / "large"))
     for label, side in (("full resolution, tiled", None), ("downscaled", args.downscale_side)):
         counts, seconds = [], []

@@ -70,6 +70,8 @@ def main() -> None:
     done = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name in args.sets:
         if name in done:
+            if done[name].get("strategy", "farthest") != args.strategy:  # older: farthest
+                raise SystemExit(f"{args.out} holds {name} under another order: use a new --out")
             print(f"{name}: done earlier, skipped")
             continue
         work = args.workdir / name

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     else:
         registry = Registry(args.registry)
     loaded = registry.load("current")
+    loaded.model.cpu()  # a CPU comparison, also on a machine with a GPU
     model, encoder = loaded.model, loaded.encoder
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model {loaded.version}")
 

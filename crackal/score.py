@@ -111,7 +111,9 @@ def make_extractor(
 ) -> FeatureExtractor:
     """The extractor a user named: `imagenet`, or `model:<version|current>` with a registry."""
     if spec == "imagenet":
-        return imagenet_extractor(size=size, grid=grid)
+        from training.device import resolve_device
+
+        return imagenet_extractor(size=size, grid=grid, device=resolve_device())
     if spec.startswith("model:"):
         if registry is None:
             raise DatasetError(f"--extractor {spec} needs --registry DIR")

@@ -87,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
     missing = [f"--{k}" for k in ("registry", "train", "pool") if not getattr(args, k)]
     if missing:
         args.parser.error(f"{', '.join(missing)} required (all but --out: --summarise-only)")
+    adaptation = {"steps": args.steps, "crack_crops": args.crack_crops}
+    if (out / "runs.csv").exists() and (out / "split.json").exists():  # before any loading
+        recorded = json.loads((out / "split.json").read_text()).get("adaptation") or {}
+        for key, value in recorded.items():  # absent: a folder from before it was recorded
+            if adaptation.get(key) != value:
+                flag = "--" + key.replace("_", "-")
+                raise ValueError(
+                    f"{out} holds runs with {flag} {value}: resume with it, or use a new --out"
+                )
     registry = Registry(args.registry)
     train_items = load(find_samples(args.train), desc="load train")
     if registry.current() is None:
@@ -109,17 +118,10 @@ def run(args: argparse.Namespace) -> int:
         tests[name] = load(test, desc=f"load {name} test")
         pool += load(rest, desc=f"load {name} pool")
     out.mkdir(parents=True, exist_ok=True)
-    adaptation = {"steps": args.steps, "crack_crops": args.crack_crops}
     if (out / "runs.csv").exists() and (out / "split.json").exists():
         before = json.loads((out / "split.json").read_text())
         if before.get("test") != split:
             raise ValueError(f"{out} holds runs on another test split: use a new --out")
-        for key, value in (before.get("adaptation") or {}).items():  # absent: older folders
-            if adaptation.get(key) != value:
-                flag = "--" + key.replace("_", "-")
-                raise ValueError(
-                    f"{out} holds runs with {flag} {value}: resume with it, or use a new --out"
-                )
     with atomic_write(out / "split.json", "w") as fh:
         json.dump(
             {

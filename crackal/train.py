@@ -37,8 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fine-tune this version (current, latest, vN) instead of ImageNet",
     )
     p.add_argument("--encoder", default=DEFAULT_ENCODER, choices=sorted(ENCODERS))
-    p.add_argument("--steps", type=int, help="training steps (default: 1200, or 300 with --from)")
-    p.add_argument("--max-minutes", type=float, help="wall-clock budget (default: 13, or 4)")
+    p.add_argument("--steps", type=int, help="training steps (default: 1200, or 60 with --from)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="wall-clock budget in minutes (default: 13, or 3 with --from)",
+    )
     p.add_argument("--batch-size", type=int, help="crops per step (default: 8)")
     p.add_argument("--crop", type=int, help="crop side in pixels (default: 128)")
     p.add_argument("--seed", type=int, default=0)

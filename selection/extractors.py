@@ -85,9 +85,12 @@ class EncoderExtractor:
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         picked = "all" if self.stages is None else "-".join(map(str, self.stages))
+        # a GPU's rows differ from the CPU's in the last digits (TF32 convolutions): their
+        # cache entries are kept apart; the CPU's version is unchanged
+        on = "" if self.device.type == "cpu" else f"|device={self.device.type}"
         self.version = (
             f"{name}|{weights_id}|size={size}|grid={grid}|stages={picked}"
-            f"|pool=v{POOLING_CODE_VERSION}"
+            f"|pool=v{POOLING_CODE_VERSION}{on}"
         )
 
     def shrink(self, image: np.ndarray) -> np.ndarray:
@@ -134,7 +137,8 @@ class EncoderExtractor:
 def imagenet_extractor(
     size: int = DEFAULT_SIZE, grid: int = 1, device: torch.device | str = "cpu"
 ) -> EncoderExtractor:
-    """EfficientNet-Lite0 with the packaged ImageNet weights, all five stages pooled."""
+    """EfficientNet-Lite0 with the packaged ImageNet weights, all five stages pooled, on
+    `device` (callers pass `training.device.resolve_device()`)."""
     return EncoderExtractor(
         pretrained.lite0_features().to(device),
         name="imagenet",

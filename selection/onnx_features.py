@@ -90,7 +90,7 @@ class OnnxExtractor:
             raise ValueError("no images to embed")
         rows = []
         for image in images:
-            x = self.base.preprocess([image]).contiguous().numpy()
+            x = self.base.preprocess([image]).contiguous().cpu().numpy()
             rows.append(self._session.run(None, {self._input: x})[0])
         return np.concatenate(rows).astype(np.float32)
 

@@ -176,6 +176,14 @@ def test_settings_from_environment():
     assert s.features == "imagenet" and s.order_queue is False
     with pytest.raises(ValueError, match="CRACKAL_FEATURES"):
         Settings.from_env({"CRACKAL_FEATURES": "clip"})
+    # refused at start, not at the first model load or retrain (this machine has no CUDA)
+    for env, reason in (
+        ({"CRACKAL_DEVICE": "gpu-please"}, "not a device"),
+        ({"CRACKAL_DEVICE": "cuda"}, "CUDA is not available"),
+        ({"CRACKAL_ADAPT_STEPS": "0"}, "CRACKAL_ADAPT_STEPS"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            Settings.from_env(env)
 
 
 def test_health_and_setup_answer_fast_without_loading_a_model(client, registry):

@@ -12,15 +12,16 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from backend.label_studio import TASK_FIELDS, LabelStudio, LabelStudioError
+from backend.label_studio import LabelStudio, LabelStudioError
 from backend.settings import Settings
 
-HTML, LIST, NO_TASKS, ODD_ITEMS, ERROR = 1, 2, 3, 4, 5  # project ids: the answer each gets
+HTML, LIST, NO_TASKS, ODD_ITEMS, ERROR, NO_TOTAL = 1, 2, 3, 4, 5, 6  # project: its answer
 ANSWERS: dict[int, tuple[int, bytes]] = {
     HTML: (200, b"<html>502 Bad Gateway</html>"),
     LIST: (200, b"[1, 2, 3]"),
     NO_TASKS: (200, json.dumps({"total": 3}).encode()),
-    ODD_ITEMS: (200, json.dumps({"tasks": [{"id": 1}, "x", 7, None], "total": "many"}).encode()),
+    ODD_ITEMS: (200, json.dumps({"tasks": [{"id": 1}, "x", 7, None], "total": 4}).encode()),
+    NO_TOTAL: (200, json.dumps({"tasks": [{"id": 1}], "total": "many"}).encode()),
     ERROR: (500, b"oops"),
 }
 SEEN: list[dict[str, list[str]]] = []
@@ -52,14 +53,16 @@ def client():
 @pytest.mark.parametrize(
     ("answer", "reason"),
     [(HTML, "not a JSON answer"), (LIST, "no task list"), (NO_TASKS, "no task list"),
-     (ERROR, "HTTP 500")],
+     (ERROR, "HTTP 500"), (NO_TOTAL, "no task count")],
 )  # fmt: skip
 def test_an_answer_that_is_no_task_page_is_an_error_that_says_so(client, answer, reason):
     with pytest.raises(LabelStudioError, match=reason):
         client.tasks_page(answer, 1, 100)
 
 
-def test_only_task_objects_are_kept_and_only_the_fields_read_are_asked_for(client):
+def test_only_task_objects_are_kept_and_every_field_is_asked_for(client):
     items, total = client.tasks_page(ODD_ITEMS, 1, 100)
-    assert items == [{"id": 1}] and total == 0
-    assert SEEN[-1]["include"] == [TASK_FIELDS] and SEEN[-1]["page_size"] == ["100"]
+    assert items == [{"id": 1}] and total == 4
+    # no `include`: Label Studio would strip the nested annotations to their ids with it
+    assert SEEN[-1]["fields"] == ["all"] and "include" not in SEEN[-1]
+    assert SEEN[-1]["page_size"] == ["100"]

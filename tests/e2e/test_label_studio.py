@@ -131,6 +131,16 @@ def test_next_serves_farthest_first_then_ascending_scores(label_studio, project)
     assert served[0] == min(score, key=score.get)
     values = [score[i] for i in served]
     assert values == sorted(values)
+    # the backend's own task listing sees each annotation whole (retraining reads its
+    # result, skip flag and times), and the predictions it imported
+    client = LabelStudio(Settings(label_studio_url=ls.url, label_studio_api_key=ls.token))
+    listed = {t["id"]: t for t in client.tasks(pid, page_size=25)}
+    assert set(listed) == {t["id"] for t in project["tasks"]}  # every page, once
+    for tid in served:
+        (annotation,) = listed[tid]["annotations"]
+        assert annotation["was_cancelled"] is True and annotation["result"] == []
+        assert annotation["created_at"] and annotation["updated_at"] and annotation["id"]
+        assert prediction(listed[tid], version)["score"] == score[tid]
 
 
 def test_retrieve_predictions_action_calls_predict_with_the_same_scores(label_studio, project):
