@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from backend.label_studio import LabelStudio, LabelStudioError
+from backend.label_studio import ANNOTATION_FIELDS, TASK_FIELDS, LabelStudio, LabelStudioError
 from backend.settings import Settings
 
 HTML, LIST, NO_TASKS, ODD_ITEMS, ERROR, NO_TOTAL = 1, 2, 3, 4, 5, 6  # project: its answer
@@ -60,9 +60,10 @@ def test_an_answer_that_is_no_task_page_is_an_error_that_says_so(client, answer,
         client.tasks_page(answer, 1, 100)
 
 
-def test_only_task_objects_are_kept_and_every_field_is_asked_for(client):
+def test_only_task_objects_are_kept_and_the_fields_read_are_asked_for(client):
     items, total = client.tasks_page(ODD_ITEMS, 1, 100)
     assert items == [{"id": 1}] and total == 4
-    # no `include`: Label Studio would strip the nested annotations to their ids with it
-    assert SEEN[-1]["fields"] == ["all"] and "include" not in SEEN[-1]
+    # `include` also filters the nested annotations: their fields must be named too
+    asked = SEEN[-1]["include"][0].split(",")
+    assert set(TASK_FIELDS) | set(ANNOTATION_FIELDS) == set(asked) and len(asked) == len(set(asked))
     assert SEEN[-1]["page_size"] == ["100"]
