@@ -34,6 +34,7 @@ ANNOTATION_FIELDS = (
     "lead_time",
     "parent_prediction",
 )
+INCLUDE = ",".join(dict.fromkeys(TASK_FIELDS + ANNOTATION_FIELDS))  # the `include` parameter
 
 
 class LabelStudioError(RuntimeError):
@@ -123,7 +124,7 @@ class LabelStudio:
                     "page": page,
                     "page_size": page_size,
                     "fields": "all",
-                    "include": ",".join(dict.fromkeys(TASK_FIELDS + ANNOTATION_FIELDS)),
+                    "include": INCLUDE,
                 },
             )
             if not 200 <= response.status_code < 300:

@@ -91,9 +91,8 @@ class ModelHolder:
 
     def _load(self, model: LoadedModel, problem: str | None) -> Serving:
         s = self.settings
-        log.info("loading model %s", model.version)
         device = next(model.model.parameters()).device  # the registry's choice
-        log.info("model %s runs on %s", model.version, device)
+        log.info("loading model %s on %s", model.version, device)
         extractor = (
             extractor_from_model(model, s.feature_size)
             if s.features == "model"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -21,20 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from train_precision import step_seconds, sync  # beside this script
 
 from selection.extractors import imagenet_extractor
 from selection.images import list_images, read_rgb
 from training.device import resolve_device
-from training.losses import bce_dice_loss
-from training.model import DEFAULT_ENCODER, build_model, normalize
+from training.model import DEFAULT_ENCODER, build_model
 from training.predict import predict_probs
 
 MP12 = (4000, 3000)  # W x H
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def features_per_second(device: torch.device, images: list[np.ndarray]) -> float:
@@ -56,27 +50,6 @@ def mask_seconds(device: torch.device, photo: np.ndarray) -> float:
     sync(device)
     assert probs.shape == photo.shape[:2]
     return time.perf_counter() - t0
-
-
-def step_seconds(device: torch.device, bf16: bool, steps: int = 10) -> float:
-    torch.manual_seed(0)
-    model = build_model(DEFAULT_ENCODER).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.rand(8, 3, 128, 128, device=device)
-    y = (torch.rand(8, 1, 128, 128, device=device) > 0.9).float()
-    times = []
-    for _ in range(steps + 3):  # three warm-up steps
-        sync(device)
-        t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(normalize(x, DEFAULT_ENCODER))
-        loss = bce_dice_loss(logits, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[3:])
 
 
 def train_base(device: torch.device, data: Path) -> None:
@@ -125,8 +98,8 @@ def main() -> None:
     for what, fn in (
         ("features at 448 px, images/s", lambda d: features_per_second(d, images)),
         ("mask of a 12 MP photo, s", lambda d: mask_seconds(d, photo)),
-        ("training step fp32, s", lambda d: step_seconds(d, bf16=False)),
-        ("training step bf16 autocast, s", lambda d: step_seconds(d, bf16=True)),
+        ("training step fp32, s", lambda d: step_seconds(False, 10, d)),
+        ("training step bf16 autocast, s", lambda d: step_seconds(True, 10, d)),
     ):
         on_device = fn(device)
         on_cpu = fn(cpu) if device != cpu else on_device

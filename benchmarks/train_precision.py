@@ -16,7 +16,14 @@ from training.losses import bce_dice_loss
 from training.model import build_model, normalize
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU runs it asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step_seconds(bf16: bool, steps: int, device: torch.device) -> float:
+    """Median seconds of one training step after two warm-up steps."""
     torch.manual_seed(0)
     model = build_model().to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -24,6 +31,7 @@ def step_seconds(bf16: bool, steps: int, device: torch.device) -> float:
     y = (torch.rand(8, 1, 128, 128, device=device) > 0.9).float()
     times = []
     for _ in range(steps + 2):  # two warm-up steps
+        sync(device)
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(normalize(x, "tu-tf_efficientnet_lite0"))
@@ -31,6 +39,7 @@ def step_seconds(bf16: bool, steps: int, device: torch.device) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync(device)
         times.append(time.perf_counter() - t0)
     return sorted(times[2:])[len(times[2:]) // 2]
 

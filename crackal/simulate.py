@@ -88,8 +88,10 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         args.parser.error(f"{', '.join(missing)} required (all but --out: --summarise-only)")
     adaptation = {"steps": args.steps, "crack_crops": args.crack_crops}
-    if (out / "runs.csv").exists() and (out / "split.json").exists():  # before any loading
-        recorded = json.loads((out / "split.json").read_text()).get("adaptation") or {}
+    resumed = (out / "runs.csv").exists() and (out / "split.json").exists()
+    before = json.loads((out / "split.json").read_text()) if resumed else {}
+    if resumed:  # checked before any loading
+        recorded = before.get("adaptation") or {}
         for key, value in recorded.items():  # absent: a folder from before it was recorded
             if adaptation.get(key) != value:
                 flag = "--" + key.replace("_", "-")
@@ -118,10 +120,8 @@ def run(args: argparse.Namespace) -> int:
         tests[name] = load(test, desc=f"load {name} test")
         pool += load(rest, desc=f"load {name} pool")
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "runs.csv").exists() and (out / "split.json").exists():
-        before = json.loads((out / "split.json").read_text())
-        if before.get("test") != split:
-            raise ValueError(f"{out} holds runs on another test split: use a new --out")
+    if resumed and before.get("test") != split:
+        raise ValueError(f"{out} holds runs on another test split: use a new --out")
     with atomic_write(out / "split.json", "w") as fh:
         json.dump(
             {

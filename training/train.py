@@ -174,7 +174,7 @@ def train(
     history: list[dict[str, float]] = []
     evals_without_gain, stopped, step = 0, "steps", 0
     start = time.monotonic()
-    budget = max(config.max_minutes * 60, 1e-9)
+    budget = config.max_minutes * 60  # positive: TrainConfig checks it
     deadline = start + budget
     bar = tqdm(total=config.steps, desc="train", unit="step", disable=not progress)
     running = 0.0
