@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
@@ -34,6 +35,7 @@ ANNOTATION_FIELDS = (
     "lead_time",
     "parent_prediction",
 )
+DELETE_CALLS = 4  # predictions deleted at once (Label Studio answers each in ~0.1 s)
 INCLUDE = ",".join(dict.fromkeys(TASK_FIELDS + ANNOTATION_FIELDS))  # the `include` parameter
 
 
@@ -179,19 +181,20 @@ class LabelStudio:
         )
 
     def delete_predictions(self, prediction_ids: list[int]) -> int:
-        """Delete these predictions, one call each; returns how many went (a prediction
-        that is already gone counts as removed)."""
-        removed = 0
-        for pid in prediction_ids:
+        """Delete these predictions, one call each, `DELETE_CALLS` at a time; returns how
+        many went (a prediction that is already gone counts as removed). A refusal other than
+        404 is raised after every call was tried (the first one, when there are several)."""
+
+        def delete(pid: int) -> None:
             try:
-                self._sdk(
-                    f"delete prediction {pid}", lambda p=pid: self.sdk.predictions.delete(int(p))
-                )
+                self._sdk(f"delete prediction {pid}", lambda: self.sdk.predictions.delete(pid))
             except LabelStudioError as exc:
                 if "HTTP 404" not in str(exc):
                     raise
-            removed += 1
-        return removed
+
+        with ThreadPoolExecutor(DELETE_CALLS) as pool:
+            list(pool.map(delete, [int(p) for p in prediction_ids]))
+        return len(prediction_ids)
 
 
 def _detail(exc: ApiError) -> str:

@@ -11,10 +11,10 @@ re-scores. The script waits for that, then reads every task's pre-annotation bac
 Label Studio.
 
 Printed per set and stage: the version serving the project and why, the wall-clock
-seconds from the first label to the new pre-annotations, and the pooled pixel F (and mean
-per-image F) of the pre-annotations on the tasks no stage labelled (one fixed set per
-project, so stages compare). Results go to `--out` as JSON after each set (a stop keeps
-the finished sets; a rerun skips them).
+seconds from the first label (and from the last) to the new pre-annotations, and the
+pooled pixel F (and mean per-image F) of the pre-annotations on the tasks no stage
+labelled (one fixed set per project, so stages compare). Results go to `--out` as JSON
+after each set (a stop keeps the finished sets; a rerun skips them).
 
     .venv/bin/python benchmarks/labelling_walkthrough.py --registry REG \\
         [--sets gaps384 cfd large] [--labels 0 3 7] [--workdir DIR] [--out FILE] \\
@@ -112,6 +112,7 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
                     f"{stack.ls.url}/api/tasks/{task['id']}/annotations", json=body, timeout=120
                 ).raise_for_status()
                 labelled.append(task["id"])
+            last_label = time.monotonic()
             if stage:
                 time.sleep(5)  # the webhooks of the last labels
                 idle = not busy(stack.backend, stack.auth, pid)
@@ -121,6 +122,7 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
                     ).raise_for_status()
                 wait_retrained(stack.backend, stack.auth, registry.root, pid, before)
             retrain_s = time.monotonic() - started if stage else 0.0
+            after_last_s = time.monotonic() - last_label if stage else 0.0
             trained = read_last_retrain(registry.root, pid)
             seen.append(
                 {
@@ -129,6 +131,7 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
                     "serving": registry.current(pid),
                     "decision": trained.get("decision") if stage else "base model",
                     "seconds": round(retrain_s, 1),
+                    "after_last_label": round(after_last_s, 1),
                     "masks": predicted_masks(http, stack.ls.url, pid),
                 }
             )
@@ -222,11 +225,13 @@ def f_scores(
 
 def report(name: str, result: dict[str, Any]) -> None:
     print(f"\n{name}: {result['images']} images, F on the {result['evaluated']} never labelled")
-    print("labels  pooled F  mean image F  seconds  serving  decision")
+    print("labels  pooled F  mean image F  seconds  after last  serving  decision")
     for s in result["stages"]:
+        after = s.get("after_last_label")  # absent from results written before it was timed
         print(
             f"{s['labels']:6d}  {s['pooled_f']:8.3f}  {s['mean_image_f']:12.3f}  "
-            f"{s['seconds']:7.0f}  {s['serving']:7s}  {s['decision']}"
+            f"{s['seconds']:7.0f}  {'-' if after is None else f'{after:10.0f}':>10s}  "
+            f"{s['serving']:7s}  {s['decision']}"
         )
 
 

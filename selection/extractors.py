@@ -50,7 +50,8 @@ class EncoderExtractor:
 
     `stages` selects which outputs to keep (default: all); images are resized to
     `size` x `size` (on the CPU), scaled to [0, 1] and normalised with `mean`/`std` on the
-    device the encoder's weights are on (a GPU when the encoder was moved there).
+    device the encoder's weights are on (a GPU when the encoder was moved there). The
+    `version` (what cached rows are keyed by) starts with `cache_name`, by default `name`.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class EncoderExtractor:
         grid: int = 1,
         stages: Sequence[int] | None = None,
         forward_batch: int | None = None,
+        cache_name: str | None = None,
     ) -> None:
         if size < 32:
             raise ValueError(f"input size must be at least 32 pixels, got {size}")
@@ -89,7 +91,7 @@ class EncoderExtractor:
         # cache entries are kept apart; the CPU's version is unchanged
         on = "" if self.device.type == "cpu" else f"|device={self.device.type}"
         self.version = (
-            f"{name}|{weights_id}|size={size}|grid={grid}|stages={picked}"
+            f"{cache_name or name}|{weights_id}|size={size}|grid={grid}|stages={picked}"
             f"|pool=v{POOLING_CODE_VERSION}{on}"
         )
 

@@ -1,11 +1,18 @@
-"""The ImageNet extractor on real images: shapes, pooling grid, determinism, batching."""
+"""The encoder extractors on real images: shapes, pooling grid, determinism, batching, and
+which model versions share cached rows."""
+
+import copy
 
 import numpy as np
 import pytest
+import torch
 
 from selection.embed import embed_paths
 from selection.extractors import FeatureExtractor, imagenet_extractor
 from selection.images import read_rgb
+from training.model import DEFAULT_ENCODER, build_model
+from training.model_features import extractor_from_model
+from training.registry import LoadedModel
 
 LITE0_CHANNELS = 16 + 24 + 40 + 112 + 320
 
@@ -86,3 +93,19 @@ def test_a_shrunk_image_embeds_as_the_full_one(extractor, images):
     ref = F.interpolate(x, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
     diff = np.abs(small[0].astype(np.float32) - ref[0].permute(1, 2, 0).numpy())
     assert diff.max() < 1.5 and diff.mean() < 0.5, diff.max()  # uint8 rounding only
+
+
+def test_versions_that_share_an_encoder_share_cached_features(images):
+    parent = build_model()
+    child = copy.deepcopy(parent)  # adapted with its encoder frozen: only the decoder moved
+    with torch.no_grad():
+        next(child.decoder.parameters()).add_(0.1)
+    first = extractor_from_model(LoadedModel("v1", parent, {"encoder": DEFAULT_ENCODER}), 224)
+    second = extractor_from_model(LoadedModel("v2", child, {"encoder": DEFAULT_ENCODER}), 224)
+    assert first.name == "model:v1" and second.name == "model:v2"
+    assert first.version == second.version
+    assert np.array_equal(first(images[:2]), second(images[:2]))
+    with torch.no_grad():  # a BatchNorm statistic of the encoder is part of its state
+        next(b for b in child.encoder.buffers() if b.dtype.is_floating_point).mul_(1.5)
+    third = extractor_from_model(LoadedModel("v3", child, {"encoder": DEFAULT_ENCODER}), 224)
+    assert third.version != first.version

@@ -2,16 +2,20 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from crackal.cli import main
 from selection.images import DatasetError
 from tests.conftest import TINY, cli
 from training.data import Loaded, find_samples, load, random_crop
 from training.evaluate import evaluate
+from training.fit import fit_version
 from training.model import DEFAULT_ENCODER, build_model
+from training.registry import Registry
 from training.train import TrainConfig, lr_factor, train
 
 
@@ -73,6 +77,22 @@ def test_training_fits_the_images_it_sees(crack_data):
     )
     assert result.val_ods > before + 0.1
     assert result.steps == 40 and len(result.history) == 2 and 0 <= result.threshold < 1
+
+
+def test_a_frozen_encoder_keeps_every_tensor_and_the_decoder_still_learns(crack_data):
+    items = load(find_samples(crack_data / "deepcrack" / "train")[:4])
+    model = build_model()
+    encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    before = evaluate(model, DEFAULT_ENCODER, items).scores.ods
+    config = TrainConfig(steps=30, batch_size=4, crop=96, eval_every=30, warmup_steps=5,
+                         freeze_encoder=True)  # fmt: skip
+    result = train(model, DEFAULT_ENCODER, items, items, config, progress=False)
+    after = model.encoder.state_dict()  # BatchNorm running statistics included
+    assert all(torch.equal(after[k], v) for k, v in encoder_before.items())
+    assert any(not torch.equal(model.decoder.state_dict()[k], v) for k, v in decoder_before.items())
+    assert result.val_ods > before + 0.05
+    assert all(p.requires_grad for p in model.parameters())  # trainable again afterwards
 
 
 def test_learning_rate_anneals_over_whichever_budget_ends_first():
@@ -216,3 +236,23 @@ def test_adapt_experiment_end_to_end(registry, sets, tmp_path):
     # Adapted versions are registered from M but never made current by the experiment.
     assert registry.current() == "v1"
     assert {registry.meta(r["version"])["parent"] for r in summary["chosen"]} == {"v1"}
+
+
+def test_a_parents_validation_ods_is_measured_again_only_for_another_set(registry, sets, tmp_path):
+    shutil.copytree(registry.root, tmp_path / "reg")
+    copy = Registry(tmp_path / "reg")
+    meta_file = copy.versions_dir / "v1" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["training"]["validation_sha256"]  # what the registered ODS was measured on
+    meta["metrics"]["val"]["ods"] = 0.123  # a stored figure no model here would reach
+    meta_file.write_text(json.dumps(meta))
+    train_items, val = load(find_samples(sets["train"])), load(find_samples(sets["val"]))
+    config = TrainConfig.adapt(steps=2, batch_size=2, crop=64)
+
+    def judged_against(val_items):
+        outcome = fit_version(copy, train_items, val_items, parent="v1", config=config,
+                              promote="if-better", progress=False, guard=1.0)  # fmt: skip
+        return outcome.reason
+
+    assert "vs its 0.1230" in judged_against(val)  # the same images and masks: as registered
+    assert "vs its 0.1230" not in judged_against(val[:-1])  # another set: measured again

@@ -3,9 +3,12 @@ by `crackal train`, `crackal adapt` and the backend's retraining job."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from selection.images import content_hash
 from training.data import Loaded
@@ -32,6 +35,23 @@ def _image_record(item: Loaded) -> dict[str, str]:
         "image": item.sample.image.name,
         "sha256": content_hash(item.sample.image.read_bytes()),
     }
+
+
+def set_sha256(items: Sequence[Loaded]) -> str:
+    """A hash of a set's images (file bytes) and masks (pixels), in order."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(content_hash(item.sample.image.read_bytes()).encode())
+        digest.update(hashlib.sha256(np.packbits(item.mask).tobytes()).digest())
+    return digest.hexdigest()
+
+
+def _stored_val_ods(meta: dict[str, Any], val_sha: str) -> float | None:
+    """A version's validation ODS as registered, when it was measured on this very set."""
+    if (meta.get("training") or {}).get("validation_sha256") != val_sha:
+        return None
+    ods = ((meta.get("metrics") or {}).get("val") or {}).get("ods")
+    return float(ods) if isinstance(ods, int | float) else None
 
 
 def fit_version(
@@ -61,6 +81,9 @@ def fit_version(
     version is promoted into (default: the shared one); the switch happens only if that line
     still serves what it served when training began (a rollback meanwhile stays).
 
+    The parent's validation ODS is the one it was registered with when it was measured on
+    the same validation images and masks (else it is measured now).
+
     "if-better" with `judge` (labelled images the new version did not train on, e.g. a
     project's newest labels) promotes when the new version's ODS on them is at least the
     parent's and its validation ODS fell by at most `guard`; without `judge`, when its
@@ -69,6 +92,7 @@ def fit_version(
     if promote not in ("always", "if-better", "never"):
         raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
     parent_ods = parent_judged = None
+    val_sha = set_sha256(val_items)
     line_before = registry.own_current(project)
     if parent == "current":  # read with the line, so the compare-and-swap matches it
         parent = line_before or registry.resolve("current")
@@ -77,16 +101,27 @@ def fit_version(
         model, encoder, parent = loaded.model, loaded.encoder, loaded.version
         config = config or TrainConfig.adapt()
         if promote == "if-better" and val_items:
-            parent_ods = evaluate(model, encoder, val_items).scores.ods
+            parent_ods = _stored_val_ods(loaded.meta, val_sha)
+            if parent_ods is None:
+                parent_ods = evaluate(model, encoder, val_items).scores.ods
         if promote == "if-better" and judge:
             parent_judged = evaluate(model, encoder, judge).scores.ods
     else:
         model = build_model(encoder)
         config = config or TrainConfig.base()
-    result = train(model, encoder, train_items, val_items, config, added_items, progress=progress)
+    result = train(
+        model,
+        encoder,
+        train_items,
+        val_items,
+        config,
+        added_items,
+        progress=progress,
+        tolerance=TOLERANCE_PX,
+    )
     metrics: dict[str, Any] = {}
     if val_items:
-        ev = evaluate(model, encoder, val_items, tolerance=TOLERANCE_PX)
+        ev = result.evaluation or evaluate(model, encoder, val_items, tolerance=TOLERANCE_PX)
         metrics["val"] = ev.scores.as_dict()
         metrics["val"]["ods_tolerance_2px"] = ev.tolerant.ods if ev.tolerant else None
     for name, items in (also_evaluate or {}).items():
@@ -107,6 +142,7 @@ def fit_version(
             "images": [_image_record(i) for i in train_items],
             "added_images": [_image_record(i) for i in added_items],
             "validation_images": len(val_items),
+            "validation_sha256": val_sha,
             "steps": result.steps,
             "seconds": round(result.seconds, 1),
             "stopped": result.stopped,

@@ -47,6 +47,9 @@ class TrainConfig:
     bf16: bool | None = None  # None: native bf16 decides (training.device.use_bf16)
     added_fraction: float = 0.25  # share of each batch drawn from added (new) images
     crack_crops: float = 0.0  # share of crops placed over a crack pixel (images with one)
+    # train the decoder and head only: the encoder's weights and BatchNorm statistics stay
+    # as they were, so the version's features (the encoder's) are its parent's
+    freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
         """Refuse settings no run can use, naming them (before any image is loaded)."""
@@ -109,6 +112,7 @@ class TrainResult:
     stopped: str  # why the run ended: "steps", "patience" or "time"
     history: list[dict[str, float]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    evaluation: Evaluation | None = None  # the best weights' validation scores
 
 
 def seed_everything(seed: int) -> None:
@@ -129,6 +133,13 @@ def lr_factor(step: int, config: TrainConfig, time_used: float = 0.0) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _train_mode(model: nn.Module, config: TrainConfig) -> None:
+    """Training mode, except a frozen encoder: its BatchNorm layers keep their statistics."""
+    model.train()
+    if config.freeze_encoder:
+        model.encoder.eval()
+
+
 def train(
     model: nn.Module,
     encoder: str,
@@ -139,8 +150,12 @@ def train(
     on_checkpoint: Callable[[dict[str, torch.Tensor], Evaluation], None] | None = None,
     progress: bool = True,
     device: torch.device | str | None = None,
+    tolerance: float = 0.0,
 ) -> TrainResult:
     """Train `model` in place and return its best state.
+
+    Validation scores count exact pixels and, with a `tolerance` > 0, also pixels within
+    that distance (`Evaluation.tolerant`); the best weights' scores come back with them.
 
     `added_items` (new labels, when adapting) are mixed into every batch at
     `config.added_fraction`; the rest of each batch comes from `train_items`.
@@ -156,13 +171,13 @@ def train(
     encoder_params = list(model.encoder.parameters())
     encoder_ids = {id(p) for p in encoder_params}
     other_params = [p for p in model.parameters() if id(p) not in encoder_ids]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": encoder_params, "lr": config.lr_encoder},
-            {"params": other_params, "lr": config.lr_decoder},
-        ],
-        weight_decay=config.weight_decay,
-    )
+    groups = [{"params": other_params, "lr": config.lr_decoder}]
+    if config.freeze_encoder:
+        for p in encoder_params:
+            p.requires_grad_(False)
+    else:
+        groups.append({"params": encoder_params, "lr": config.lr_encoder})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     n_added = 0
     if added_items:
@@ -170,7 +185,7 @@ def train(
         n_added = max(1, round(config.batch_size * share))
     n_base = config.batch_size - n_added
 
-    best_state, best_ods, best_threshold = None, -1.0, 0.5
+    best_state, best_ods, best_threshold, best_eval = None, -1.0, 0.5, None
     history: list[dict[str, float]] = []
     evals_without_gain, stopped, step = 0, "steps", 0
     start = time.monotonic()
@@ -178,7 +193,7 @@ def train(
     deadline = start + budget
     bar = tqdm(total=config.steps, desc="train", unit="step", disable=not progress)
     running = 0.0
-    model.train()
+    _train_mode(model, config)
     for step in range(1, config.steps + 1):
         factor = lr_factor(step - 1, config, (time.monotonic() - start) / budget)
         for group, base_lr in zip(optimizer.param_groups, base_lrs, strict=True):
@@ -205,8 +220,8 @@ def train(
 
         out_of_time = time.monotonic() >= deadline
         if val_items and (step % config.eval_every == 0 or step == config.steps or out_of_time):
-            ev = evaluate(model, encoder, val_items)
-            model.train()
+            ev = evaluate(model, encoder, val_items, tolerance=tolerance)
+            _train_mode(model, config)
             history.append(
                 {
                     "step": step,
@@ -217,7 +232,7 @@ def train(
                 }
             )
             if ev.scores.ods > best_ods:
-                best_ods, best_threshold = ev.scores.ods, ev.scores.ods_threshold
+                best_ods, best_threshold, best_eval = ev.scores.ods, ev.scores.ods_threshold, ev
                 best_state = copy.deepcopy(model.state_dict())
                 evals_without_gain = 0
                 if on_checkpoint:
@@ -236,6 +251,8 @@ def train(
     best_state = {k: v.cpu() for k, v in best_state.items()}
     model.load_state_dict(best_state)
     model.eval()
+    for p in encoder_params:
+        p.requires_grad_(True)
     return TrainResult(
         state_dict=best_state,
         val_ods=best_ods if val_items else None,
@@ -245,4 +262,5 @@ def train(
         stopped=stopped,
         history=history,
         config={**asdict(config), "bf16": bf16, "device": str(device)},
+        evaluation=best_eval,
     )
