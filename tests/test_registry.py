@@ -1,14 +1,20 @@
-"""Model registry: immutable versions, atomic current pointer, rollback, concurrent writers."""
+"""Model registry: immutable versions, atomic current pointer, rollback, concurrent writers,
+retention of versions and their caches."""
 
 import multiprocessing
 import os
 import signal
 import time
 
+import numpy as np
 import pytest
 import torch
 
+from backend.retention import apply_retention
+from selection.cache import FeatureCache
+from selection.extractors import imagenet_extractor
 from training.model import DEFAULT_ENCODER, build_model
+from training.model_features import extractor_from_model
 from training.registry import Registry, RegistryError
 
 
@@ -151,3 +157,27 @@ def test_kill_9_during_registry_writes_leaves_a_loadable_registry(tmp_path):
         assert problem is None and loaded.version == registry.current(1)
         for name in registry.versions():  # a version is whole or absent, never half
             registry.load(name)
+
+
+def test_retention_drops_exactly_the_caches_no_kept_version_uses(tmp_path, state):
+    frozen = {k: v.clone() for k, v in state.items()}  # adapted with its encoder frozen
+    frozen["decoder.blocks.x_0_0.conv1.0.weight"] += 0.1
+    moved = {k: v.clone() for k, v in frozen.items()}  # adapted with its encoder trained
+    moved["encoder.model.conv_stem.weight"] += 0.1
+    for child, shared in ((frozen, True), (moved, False)):
+        root = tmp_path / ("frozen" if shared else "moved")
+        registry, cache = Registry(root / "reg"), root / "cache"
+        registry.register(state, {"encoder": DEFAULT_ENCODER})  # v1
+        registry.register(child, {"encoder": DEFAULT_ENCODER})  # v2
+        registry.set_current("v2")
+        folders = {}  # version -> its feature cache folder (keyed by its extractor's version)
+        for name in ("v1", "v2"):
+            extractor = extractor_from_model(registry.load(name), size=64)
+            FeatureCache(cache, extractor.version).put("0" * 64, np.ones(4, dtype=np.float32))
+            folders[name] = FeatureCache(cache, extractor.version).folder
+        imagenet = FeatureCache(cache, imagenet_extractor(64).version).folder
+        imagenet.mkdir(parents=True, exist_ok=True)
+        assert (folders["v1"] == folders["v2"]) is shared
+        assert apply_retention(registry, cache, keep=1) == ["v1"]
+        assert folders["v1"].is_dir() is shared  # still v2's rows when v2 has v1's encoder
+        assert folders["v2"].is_dir() and imagenet.is_dir()

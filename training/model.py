@@ -10,6 +10,8 @@ Encoders start from ImageNet weights that ship inside registry packages (no down
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +85,17 @@ def _load_packaged_encoder(model: nn.Module, encoder: str) -> None:
     )
     weights = {k: v for k, v in weights.items() if not k.startswith("classifier.")}
     model.encoder.load_state_dict(weights, strict=True)
+
+
+def encoder_sha256(model_state: Mapping[str, torch.Tensor]) -> str:
+    """A hash of the encoder's tensors (weights and BatchNorm statistics) in a UNet++ state
+    dict: its `encoder.*` keys."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model_state.items()):
+        if key.startswith("encoder."):
+            digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}\n".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def normalize(images: torch.Tensor, encoder: str) -> torch.Tensor:

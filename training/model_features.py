@@ -9,16 +9,13 @@ its parent) share cached features; no other two do.
 
 from __future__ import annotations
 
-import hashlib
-
-from torch import nn
-
 from selection.extractors import DEFAULT_SIZE, EncoderExtractor
-from training.model import encoder_info
+from training.model import encoder_info, encoder_sha256
 from training.registry import LoadedModel, Registry
 
 # smp encoders return [input, stage1, ..., stage5]: the input itself is not a feature.
 SKIP_STAGES = (1, 2, 3, 4, 5)
+ENCODER_WEIGHTS = "crackal-encoder-sha256:"  # in the extractor version, before the hash
 
 
 def extractor_from_model(
@@ -29,7 +26,7 @@ def extractor_from_model(
     return EncoderExtractor(
         loaded.model.encoder,
         name=f"model:{loaded.version}",
-        weights_id=f"crackal-encoder-sha256:{encoder_sha256(loaded.model.encoder)[:20]}",
+        weights_id=f"{ENCODER_WEIGHTS}{encoder_sha256(loaded.model.state_dict())[:20]}",
         cache_name="model",
         mean=info.mean,
         std=info.std,
@@ -37,15 +34,6 @@ def extractor_from_model(
         grid=grid,
         stages=SKIP_STAGES,
     )
-
-
-def encoder_sha256(encoder: nn.Module) -> str:
-    """A hash of every tensor of the encoder's state (weights and BatchNorm statistics)."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(encoder.state_dict().items()):
-        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}\n".encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def model_extractor(
