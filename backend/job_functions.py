@@ -45,7 +45,7 @@ def run_job(
     with project_lock(s.registry, project, wait=s.job_timeout):
         if kind is JobKind.RESCORE:
             return rescore(project).as_dict()
-        config = TrainConfig.adapt(steps=s.adapt_steps)
+        config = TrainConfig.adapt(steps=s.adapt_steps, freeze_encoder=s.adapt_frozen_encoder)
         return retrain_project(service, project, s.promote, config, least, rescore)
 
 

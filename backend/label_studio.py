@@ -9,6 +9,7 @@ say what to fix, task pages as plain dicts, and the header for downloading task 
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -182,18 +183,27 @@ class LabelStudio:
 
     def delete_predictions(self, prediction_ids: list[int]) -> int:
         """Delete these predictions, one call each, `DELETE_CALLS` at a time; returns how
-        many went (a prediction that is already gone counts as removed). A refusal other than
-        404 is raised after every call was tried (the first one, when there are several)."""
+        many went (a prediction that is already gone counts as removed). At the first
+        refusal other than 404 the calls not yet started are dropped, and a refusal is
+        raised once the calls under way have ended: an unreachable or refusing Label Studio
+        costs a few calls, not one per prediction."""
+        failed = threading.Event()
 
         def delete(pid: int) -> None:
+            if failed.is_set():
+                return
             try:
                 self._sdk(f"delete prediction {pid}", lambda: self.sdk.predictions.delete(pid))
             except LabelStudioError as exc:
                 if "HTTP 404" not in str(exc):
+                    failed.set()
                     raise
 
         with ThreadPoolExecutor(DELETE_CALLS) as pool:
-            list(pool.map(delete, [int(p) for p in prediction_ids]))
+            calls = [pool.submit(delete, int(p)) for p in prediction_ids]
+        errors = [c.exception() for c in calls if c.exception() is not None]
+        if errors:
+            raise errors[0]
         return len(prediction_ids)
 
 

@@ -55,6 +55,9 @@ class Settings:
     keep_versions: int = 20  # older versions are deleted, except any project's current one
     promote: str = "if-better"  # always | if-better | never
     adapt_steps: int = 60
+    # True: a retrain adapts the decoder only, so the parent's encoder and its features stay
+    # (README: "Adapting: which layers, which rates"); False: every layer
+    adapt_frozen_encoder: bool = True
     job_retries: int = 2  # a failed job is retried this many times, with backoff
     job_timeout: int = 3600  # seconds a job may run
     redis_url: str = ""  # set: jobs go to rq workers; unset: a thread of the backend runs them
@@ -123,6 +126,10 @@ class Settings:
         s.adapt_steps = int(e.get("CRACKAL_ADAPT_STEPS", s.adapt_steps))
         if s.adapt_steps < 1:
             raise ValueError(f"CRACKAL_ADAPT_STEPS must be at least 1: {s.adapt_steps}")
+        encoder = e.get("CRACKAL_ADAPT_ENCODER", "frozen" if s.adapt_frozen_encoder else "trained")
+        if encoder not in ("frozen", "trained"):
+            raise ValueError(f"CRACKAL_ADAPT_ENCODER must be frozen or trained: {encoder!r}")
+        s.adapt_frozen_encoder = encoder == "frozen"
         s.job_retries = int(e.get("CRACKAL_JOB_RETRIES", s.job_retries))
         s.job_timeout = int(e.get("CRACKAL_JOB_TIMEOUT", s.job_timeout))
         if s.job_timeout < 1:

@@ -1,14 +1,16 @@
 """Adapting with the encoder frozen vs fine-tuned: F on each new set, and seconds per adapt.
 
 For every set, seed and label budget: the same labels (drawn at random from the set's pool
-part, nested across budgets) adapt the same base model twice from the same seed, once
-fine-tuning every layer and once with the encoder frozen (`TrainConfig.freeze_encoder`),
-each for the backend's adaptation settings (`TrainConfig.adapt()`, P plus the labels); both
-are scored on the set's test part (pooled ODS). A frozen encoder keeps the parent's
-features, so the backend need not re-embed P and the pool after such a retrain.
+part, nested across budgets) adapt the same base model from the same seed once per arm:
+fine-tuning every layer (`full`), with the encoder frozen (`TrainConfig.freeze_encoder`),
+and both again with 3.3x the learning rates (`-lr1e-3`: 1e-3 for the decoder, 5e-4 for
+the encoder), each otherwise with the backend's adaptation settings (`TrainConfig.adapt()`,
+P plus the labels); each is scored on the set's test part (pooled ODS). A frozen encoder keeps the
+parent's features, so the backend need not re-embed P and the pool after such a retrain.
 
 Resumable: each finished case is a row of `--out` (CSV); a restart skips them. The summary
-gives the paired difference (frozen - full) per set and budget with a 95 % t interval.
+gives the paired differences of `COMPARED` per set and budget with a 95 % t interval
+(`--summarise-only` prints it from the CSV alone).
 
     .venv/bin/python benchmarks/adaptation_encoder.py --registry REG \\
         --train ../shared/data/deepcrack/train --sets ../shared/data/cfd ../shared/data/gaps384
@@ -31,7 +33,13 @@ from training.registry import Registry
 from training.train import TrainConfig, train
 
 COLUMNS = ("set", "seed", "budget", "arm", "ods", "threshold", "train_seconds", "steps")
-ARMS = {"full": False, "frozen": True}
+SLOW, FAST = {"lr_decoder": 3e-4, "lr_encoder": 1.5e-4}, {"lr_decoder": 1e-3, "lr_encoder": 5e-4}
+ARMS = {  # name -> TrainConfig.adapt() overrides; "full" (sessions 1-12's rates) the reference
+    "full": {"freeze_encoder": False, **SLOW},
+    "frozen": {"freeze_encoder": True, **SLOW},
+    "frozen-lr1e-3": {"freeze_encoder": True, **FAST},
+    "full-lr1e-3": {"freeze_encoder": False, **FAST},  # TrainConfig.adapt()'s since session 13
+}
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -50,35 +58,45 @@ def append_row(path: Path, row: dict) -> None:
         writer.writerow(row)
 
 
+COMPARED = [  # (arm, reference): the paired differences printed
+    ("frozen", "full"),
+    ("frozen-lr1e-3", "full"),
+    ("full-lr1e-3", "full"),
+    ("frozen-lr1e-3", "full-lr1e-3"),  # the two rates' encoders, at the faster rates
+]
+
+
 def summary(rows: list[dict]) -> None:
-    print(
-        "\nset       labels  full   frozen  frozen-full [95% CI]      p      seeds"
-        "  seconds full/frozen"
-    )
-    keys = sorted({(r["set"], int(r["budget"])) for r in rows if int(r["budget"]) > 0})
-    for name, budget in keys:
-        by_seed: dict[int, dict[str, dict]] = {}
-        for r in rows:
-            if r["set"] == name and int(r["budget"]) == budget:
-                by_seed.setdefault(int(r["seed"]), {})[r["arm"]] = r
-        pairs = [v for v in by_seed.values() if set(v) == set(ARMS)]
-        if not pairs:
-            continue
-        full = np.array([float(p["full"]["ods"]) for p in pairs])
-        frozen = np.array([float(p["frozen"]["ods"]) for p in pairs])
-        diff = frozen - full
-        if len(diff) > 1 and diff.std(ddof=1) > 0:
+    """Mean ODS and training seconds per arm, then each paired difference of `COMPARED`
+    with its 95 % t interval and paired t-test p, per set and label budget."""
+    cases: dict[tuple[str, int], dict[int, dict[str, dict]]] = {}
+    for r in rows:
+        if int(r["budget"]) > 0:
+            by_seed = cases.setdefault((r["set"], int(r["budget"])), {})
+            by_seed.setdefault(int(r["seed"]), {})[r["arm"]] = r
+    print("\nset       labels  arm            mean ODS  seeds  training s")
+    for (name, budget), by_seed in sorted(cases.items()):
+        for arm in ARMS:
+            done = [v[arm] for v in by_seed.values() if arm in v]
+            if done:
+                ods = np.mean([float(r["ods"]) for r in done])
+                secs = np.mean([float(r["train_seconds"]) for r in done])
+                print(f"{name:9s} {budget:6d}  {arm:13s}  {ods:8.3f}  {len(done):5d}  {secs:10.0f}")
+    print("\nset       labels  difference                     mean  [95% CI]             p   seeds")
+    for (name, budget), by_seed in sorted(cases.items()):
+        for arm, ref in COMPARED:
+            pairs = [(float(v[arm]["ods"]), float(v[ref]["ods"])) for v in by_seed.values()
+                     if arm in v and ref in v]  # fmt: skip
+            if len(pairs) < 2:
+                continue
+            mine, theirs = np.array(pairs).T
+            diff = mine - theirs
             half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-            p = stats.ttest_rel(frozen, full).pvalue
-            interval, pv = f"[{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}]", f"{p:.3f}"
-        else:
-            interval, pv = "(one seed)", "-"
-        secs = [np.mean([float(p[a]["train_seconds"]) for p in pairs]) for a in ARMS]
-        print(
-            f"{name:9s} {budget:6d}  {full.mean():.3f}  {frozen.mean():.3f}   "
-            f"{diff.mean():+.3f} {interval:20s} {pv:6s} {len(pairs):5d}  "
-            f"{secs[0]:.0f}/{secs[1]:.0f}"
-        )
+            p = stats.ttest_rel(mine, theirs).pvalue if diff.std(ddof=1) > 0 else float("nan")
+            print(
+                f"{name:9s} {budget:6d}  {arm + ' - ' + ref:28s} {diff.mean():+.3f} "
+                f"[{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}]  {p:.3f}  {len(diff):5d}"
+            )
     for name in sorted({r["set"] for r in rows if int(r["budget"]) == 0}):
         base = next(r for r in rows if r["set"] == name and int(r["budget"]) == 0)
         print(f"{name}: base model ODS {float(base['ods']):.3f} on the test part")
@@ -86,14 +104,21 @@ def summary(rows: list[dict]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--registry", type=Path, required=True, help="the base model's registry")
-    p.add_argument("--train", type=Path, required=True, help="P, with masks")
-    p.add_argument("--sets", type=Path, nargs="+", required=True, help="new sets, with masks")
+    p.add_argument("--registry", type=Path, help="the base model's registry (required)")
+    p.add_argument("--train", type=Path, help="P, with masks (required)")
+    p.add_argument("--sets", type=Path, nargs="+", help="new sets, with masks (required)")
     p.add_argument("--budgets", type=int, nargs="+", default=[3, 7])
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), help="to run")
     p.add_argument("--test-share", type=float, default=0.5, help="share of each set tested on")
     p.add_argument("--out", type=Path, default=Path("results/adaptation/encoder.csv"))
+    p.add_argument("--summarise-only", action="store_true", help="print the summary of --out")
     args = p.parse_args()
+    if args.summarise_only:
+        summary(read_rows(args.out))
+        return
+    if not (args.registry and args.train and args.sets):
+        p.error("--registry, --train and --sets are required (all but --out: --summarise-only)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = read_rows(args.out)
     done = {(r["set"], r["seed"], r["budget"], r["arm"]) for r in rows}
@@ -126,11 +151,12 @@ def main() -> None:
             order = np.random.default_rng(1000 + seed).permutation(len(pool))
             for budget in sorted(args.budgets):
                 labels = [pool[i] for i in order[:budget]]
-                for arm, frozen in ARMS.items():
+                for arm in args.arms:
+                    overrides = ARMS[arm]
                     if (name, str(seed), str(budget), arm) in done:
                         continue
                     loaded = registry.load(base_version)
-                    config = TrainConfig.adapt(seed=seed, freeze_encoder=frozen)
+                    config = TrainConfig.adapt(seed=seed, **overrides)
                     start = time.monotonic()
                     result = train(
                         loaded.model, loaded.encoder, base_items, [], config, labels, progress=False

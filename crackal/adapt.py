@@ -58,8 +58,14 @@ def run(args: argparse.Namespace) -> int:
         print("registry is empty: training the base model M first")
         fit_version(registry, train_items, val_items, note="crackal adapt: base model M")
     base = registry.resolve(args.base)
-    # a fixed number of steps: no wall-clock budget, no early stop (eval only at the end)
-    overrides = {"steps": args.steps, "max_minutes": 10**6, "eval_every": 10**9}
+    # a fixed number of steps: no wall-clock budget, no early stop (eval only at the end);
+    # every layer retrained, as the paper's M_q are
+    overrides = {
+        "steps": args.steps,
+        "max_minutes": 10**6,
+        "eval_every": 10**9,
+        "freeze_encoder": False,
+    }
     experiment = run_experiment(
         registry,
         base,

@@ -175,12 +175,15 @@ def test_settings_from_environment():
     )
     assert s.label_studio_url == "http://ls:8080" and s.band == (0.5, 0.9)
     assert s.features == "imagenet" and s.order_queue is False
+    assert s.adapt_frozen_encoder  # the default: the decoder adapts, the encoder stays
+    assert not Settings.from_env({"CRACKAL_ADAPT_ENCODER": "trained"}).adapt_frozen_encoder
     with pytest.raises(ValueError, match="CRACKAL_FEATURES"):
         Settings.from_env({"CRACKAL_FEATURES": "clip"})
     # refused at start, not at the first model load or retrain
     refused = [
         ({"CRACKAL_DEVICE": "gpu-please"}, "not a device"),
         ({"CRACKAL_ADAPT_STEPS": "0"}, "CRACKAL_ADAPT_STEPS"),
+        ({"CRACKAL_ADAPT_ENCODER": "half"}, "CRACKAL_ADAPT_ENCODER"),
     ]
     if not torch.cuda.is_available():
         refused.append(({"CRACKAL_DEVICE": "cuda"}, "CUDA is not available"))

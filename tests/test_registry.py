@@ -13,7 +13,7 @@ import torch
 from backend.retention import apply_retention
 from selection.cache import FeatureCache
 from selection.extractors import imagenet_extractor
-from training.model import DEFAULT_ENCODER, build_model
+from training.model import DEFAULT_ENCODER, build_model, encoder_sha256
 from training.model_features import extractor_from_model
 from training.registry import Registry, RegistryError
 
@@ -168,7 +168,10 @@ def test_retention_drops_exactly_the_caches_no_kept_version_uses(tmp_path, state
         root = tmp_path / ("frozen" if shared else "moved")
         registry, cache = Registry(root / "reg"), root / "cache"
         registry.register(state, {"encoder": DEFAULT_ENCODER})  # v1
-        registry.register(child, {"encoder": DEFAULT_ENCODER})  # v2
+        # v2's encoder hash registered with it (as fit_version does) or, for versions made
+        # before, computed from its weights
+        meta = {"encoder_sha256": encoder_sha256(child)} if shared else {}
+        registry.register(child, {"encoder": DEFAULT_ENCODER, **meta})  # v2
         registry.set_current("v2")
         folders = {}  # version -> its feature cache folder (keyed by its extractor's version)
         for name in ("v1", "v2"):
@@ -177,7 +180,15 @@ def test_retention_drops_exactly_the_caches_no_kept_version_uses(tmp_path, state
             folders[name] = FeatureCache(cache, extractor.version).folder
         imagenet = FeatureCache(cache, imagenet_extractor(64).version).folder
         imagenet.mkdir(parents=True, exist_ok=True)
+        old = cache / "features" / "old"  # keyed by the whole model: no extractor reads it
+        old.mkdir()
+        (old / "VERSION").write_text(f"model:v2|crackal-model-sha256:{'a' * 20}|size=448")
+        masks = {n: cache / "masks" / f"{registry.meta(n)['weights_sha256'][:20]}-t0.5000"
+                 for n in ("v1", "v2")}  # fmt: skip
+        for folder in masks.values():
+            folder.mkdir(parents=True)
         assert (folders["v1"] == folders["v2"]) is shared
         assert apply_retention(registry, cache, keep=1) == ["v1"]
         assert folders["v1"].is_dir() is shared  # still v2's rows when v2 has v1's encoder
-        assert folders["v2"].is_dir() and imagenet.is_dir()
+        assert folders["v2"].is_dir() and imagenet.is_dir() and not old.exists()
+        assert masks["v2"].is_dir() and not masks["v1"].exists()

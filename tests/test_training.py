@@ -93,6 +93,16 @@ def test_a_frozen_encoder_keeps_every_tensor_and_the_decoder_still_learns(crack_
     assert any(not torch.equal(model.decoder.state_dict()[k], v) for k, v in decoder_before.items())
     assert result.val_ods > before + 0.05
     assert all(p.requires_grad for p in model.parameters())  # trainable again afterwards
+    kept_off = next(model.encoder.parameters())
+    kept_off.requires_grad_(False)  # frozen by the caller: stays so
+
+    def stop(*_):
+        raise RuntimeError("stopped at the first checkpoint")
+
+    with pytest.raises(RuntimeError, match="first checkpoint"):
+        train(model, DEFAULT_ENCODER, items, items[:1], config, on_checkpoint=stop, progress=False)
+    flags = [p.requires_grad for p in model.encoder.parameters()]
+    assert not flags[0] and all(flags[1:])  # the caller's flags again, also after an error
 
 
 def test_learning_rate_anneals_over_whichever_budget_ends_first():
@@ -243,16 +253,23 @@ def test_a_parents_validation_ods_is_measured_again_only_for_another_set(registr
     copy = Registry(tmp_path / "reg")
     meta_file = copy.versions_dir / "v1" / "meta.json"
     meta = json.loads(meta_file.read_text())
-    assert meta["training"]["validation_sha256"]  # what the registered ODS was measured on
-    meta["metrics"]["val"]["ods"] = 0.123  # a stored figure no model here would reach
-    meta_file.write_text(json.dumps(meta))
+    assert meta["training"]["validation_key"]  # what the registered ODS was measured on
     train_items, val = load(find_samples(sets["train"])), load(find_samples(sets["val"]))
     config = TrainConfig.adapt(steps=2, batch_size=2, crop=64)
 
-    def judged_against(val_items):
+    def judged_against(val_items, stored):
+        meta_file.write_text(json.dumps(stored))
         outcome = fit_version(copy, train_items, val_items, parent="v1", config=config,
                               promote="if-better", progress=False, guard=1.0)  # fmt: skip
         return outcome.reason
 
-    assert "vs its 0.1230" in judged_against(val)  # the same images and masks: as registered
-    assert "vs its 0.1230" not in judged_against(val[:-1])  # another set: measured again
+    marked = copy_meta(meta, ods=0.123)  # a stored figure no model here would reach
+    assert "vs its 0.1230" in judged_against(val, marked)  # the same set: as registered
+    assert "vs its 0.1230" not in judged_against(val[:-1], marked)  # another: measured again
+    for hostile in (copy_meta(meta, ods=float("nan")), copy_meta(meta, ods=True),
+                    copy_meta(meta, ods=7.0), {**meta, "training": "x"}):  # fmt: skip
+        assert "vs its 0." in judged_against(val, hostile)  # measured again, not trusted
+
+
+def copy_meta(meta: dict, ods: object) -> dict:
+    return {**meta, "metrics": {**meta["metrics"], "val": {**meta["metrics"]["val"], "ods": ods}}}

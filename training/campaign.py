@@ -99,6 +99,10 @@ class CampaignSpec:
     steps: int = 40  # fine-tuning steps per round
     added_fraction: float = 0.25  # share of each batch from the labels (as the backend's retrain)
     crack_crops: float = 0.0  # share of crops placed over a crack pixel (TrainConfig)
+    # fine-tuning as the committed campaigns ran it (every layer, these rates), whatever
+    # the backend's retrains use now: a resumed campaign never mixes two regimes
+    lr_decoder: float = 3e-4
+    lr_encoder: float = 1.5e-4
     components: int = 25
     device: str | None = None
     uncertainty_side: int = 256  # pool images are predicted at most this large for entropy
@@ -193,6 +197,9 @@ def run_trajectory(
             max_minutes=10**6,
             added_fraction=spec.added_fraction,
             crack_crops=spec.crack_crops,
+            lr_decoder=spec.lr_decoder,
+            lr_encoder=spec.lr_encoder,
+            freeze_encoder=False,
         )
         added = [campaign.pool[i] for i in labelled]
         result = train(

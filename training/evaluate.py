@@ -12,6 +12,10 @@ from training.data import Loaded
 from training.metrics import Counts, Scores, image_counts, scores
 from training.predict import predict_probs
 
+# raise when a change alters the scores `evaluate` gives the same weights and images: stored
+# validation scores measured before are then measured again (training.fit)
+EVALUATION_VERSION = 1
+
 
 @dataclass
 class Evaluation:

@@ -12,8 +12,9 @@ import numpy as np
 
 from selection.images import content_hash
 from training.data import Loaded
-from training.evaluate import evaluate
-from training.model import DEFAULT_ENCODER, build_model
+from training.device import resolve_device
+from training.evaluate import EVALUATION_VERSION, evaluate
+from training.model import DEFAULT_ENCODER, build_model, encoder_sha256
 from training.registry import Registry
 from training.train import TrainConfig, TrainResult, train
 
@@ -37,21 +38,30 @@ def _image_record(item: Loaded) -> dict[str, str]:
     }
 
 
-def set_sha256(items: Sequence[Loaded]) -> str:
-    """A hash of a set's images (file bytes) and masks (pixels), in order."""
-    digest = hashlib.sha256()
+def validation_key(items: Sequence[Loaded], device: str) -> str | None:
+    """What a validation ODS was measured on: the images' and masks' pixels, the scoring
+    code's version and the device type (None without a validation set)."""
+    if not items:
+        return None
+    digest = hashlib.sha256(f"evaluation v{EVALUATION_VERSION} on {device}\n".encode())
     for item in items:
-        digest.update(content_hash(item.sample.image.read_bytes()).encode())
-        digest.update(hashlib.sha256(np.packbits(item.mask).tobytes()).digest())
+        digest.update(f"{item.image.shape}\n".encode())
+        digest.update(np.ascontiguousarray(item.image).tobytes())
+        digest.update(np.packbits(item.mask).tobytes())
     return digest.hexdigest()
 
 
-def _stored_val_ods(meta: dict[str, Any], val_sha: str) -> float | None:
-    """A version's validation ODS as registered, when it was measured on this very set."""
-    if (meta.get("training") or {}).get("validation_sha256") != val_sha:
+def _stored_val_ods(meta: dict[str, Any], key: str | None) -> float | None:
+    """A version's validation ODS as registered, when it was measured on this very set,
+    with this scoring code on this kind of device (else None: measure it again)."""
+    training, metrics = meta.get("training"), meta.get("metrics")
+    if key is None or not isinstance(training, dict) or not isinstance(metrics, dict):
         return None
-    ods = ((meta.get("metrics") or {}).get("val") or {}).get("ods")
-    return float(ods) if isinstance(ods, int | float) else None
+    val = metrics.get("val")
+    ods = val.get("ods") if isinstance(val, dict) else None
+    if training.get("validation_key") != key or isinstance(ods, bool):
+        return None
+    return float(ods) if isinstance(ods, int | float) and 0.0 <= ods <= 1.0 else None
 
 
 def fit_version(
@@ -82,7 +92,8 @@ def fit_version(
     still serves what it served when training began (a rollback meanwhile stays).
 
     The parent's validation ODS is the one it was registered with when it was measured on
-    the same validation images and masks (else it is measured now).
+    the same validation images and masks, by the same scoring code on the same kind of
+    device (else it is measured now).
 
     "if-better" with `judge` (labelled images the new version did not train on, e.g. a
     project's newest labels) promotes when the new version's ODS on them is at least the
@@ -92,7 +103,7 @@ def fit_version(
     if promote not in ("always", "if-better", "never"):
         raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
     parent_ods = parent_judged = None
-    val_sha = set_sha256(val_items)
+    val_key = validation_key(val_items, resolve_device().type)
     line_before = registry.own_current(project)
     if parent == "current":  # read with the line, so the compare-and-swap matches it
         parent = line_before or registry.resolve("current")
@@ -101,7 +112,7 @@ def fit_version(
         model, encoder, parent = loaded.model, loaded.encoder, loaded.version
         config = config or TrainConfig.adapt()
         if promote == "if-better" and val_items:
-            parent_ods = _stored_val_ods(loaded.meta, val_sha)
+            parent_ods = _stored_val_ods(loaded.meta, val_key)
             if parent_ods is None:
                 parent_ods = evaluate(model, encoder, val_items).scores.ods
         if promote == "if-better" and judge:
@@ -133,6 +144,7 @@ def fit_version(
         metrics["held_out"]["parent_ods"] = parent_judged
     meta = {
         "encoder": encoder,
+        "encoder_sha256": encoder_sha256(result.state_dict),
         "architecture": "UnetPlusPlus",
         "parent": parent,
         "threshold": result.threshold,
@@ -142,7 +154,7 @@ def fit_version(
             "images": [_image_record(i) for i in train_items],
             "added_images": [_image_record(i) for i in added_items],
             "validation_images": len(val_items),
-            "validation_sha256": val_sha,
+            "validation_key": val_key,
             "steps": result.steps,
             "seconds": round(result.seconds, 1),
             "stopped": result.stopped,

@@ -26,7 +26,10 @@ def extractor_from_model(
     return EncoderExtractor(
         loaded.model.encoder,
         name=f"model:{loaded.version}",
-        weights_id=f"{ENCODER_WEIGHTS}{encoder_sha256(loaded.model.state_dict())[:20]}",
+        weights_id=(
+            f"{ENCODER_WEIGHTS}{encoder_sha256(loaded.model.state_dict())[:20]}"
+            f"|encoder={loaded.encoder}"
+        ),
         cache_name="model",
         mean=info.mean,
         std=info.std,

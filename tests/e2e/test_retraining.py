@@ -118,6 +118,8 @@ def test_three_labels_adapt_the_model_and_the_queue_follows(
         f"task-{t['id']}.jpg" for t in labelled
     }
     assert 0.0 <= meta["metrics"]["labelled"]["ods"] <= 1.0
+    # the decoder adapted, the encoder frozen: the new version embeds as its parent does
+    assert meta["encoder_sha256"] == trained_registry.meta(project["version"])["encoder_sha256"]
 
     def followed():
         proj = ls.call("GET", f"/api/projects/{pid}")
