@@ -6,14 +6,12 @@ Label Studio's pages are read in the end-to-end tests."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from backend.label_studio import ANNOTATION_FIELDS, TASK_FIELDS, LabelStudio, LabelStudioError
-from backend.settings import Settings
+from backend.label_studio import ANNOTATION_FIELDS, TASK_FIELDS, LabelStudioError
+from tests.peer_server import Peer, client_of
 
 HTML, LIST, NO_TASKS, ODD_ITEMS, ERROR, NO_TOTAL = 1, 2, 3, 4, 5, 6  # project: its answer
 ANSWERS: dict[int, tuple[int, bytes]] = {
@@ -27,27 +25,17 @@ ANSWERS: dict[int, tuple[int, bytes]] = {
 SEEN: list[dict[str, list[str]]] = []
 
 
-class BrokenLabelStudio(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
+class BrokenLabelStudio(Peer):
+    def do_GET(self) -> None:  # noqa: N802 (http.server names it)
         query = parse_qs(urlparse(self.path).query)
         SEEN.append(query)
-        status, body = ANSWERS[int(query["project"][0])]
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(*ANSWERS[int(query["project"][0])])
 
 
 @pytest.fixture(scope="module")
 def client():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BrokenLabelStudio)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    yield LabelStudio(Settings(label_studio_url=url, label_studio_api_key="k" * 40))
-    server.shutdown()
+    with client_of(BrokenLabelStudio) as ours:
+        yield ours
 
 
 @pytest.mark.parametrize(
