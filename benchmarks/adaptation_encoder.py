@@ -37,8 +37,8 @@ SLOW, FAST = {"lr_decoder": 3e-4, "lr_encoder": 1.5e-4}, {"lr_decoder": 1e-3, "l
 ARMS = {  # name -> TrainConfig.adapt() overrides; "full" (sessions 1-12's rates) the reference
     "full": {"freeze_encoder": False, **SLOW},
     "frozen": {"freeze_encoder": True, **SLOW},
-    "frozen-lr1e-3": {"freeze_encoder": True, **FAST},
-    "full-lr1e-3": {"freeze_encoder": False, **FAST},  # TrainConfig.adapt()'s since session 13
+    "frozen-lr1e-3": {"freeze_encoder": True, **FAST},  # TrainConfig.adapt() since session 13
+    "full-lr1e-3": {"freeze_encoder": False, **FAST},  # CRACKAL_ADAPT_ENCODER=trained
 }
 
 

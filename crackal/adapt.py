@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training.adaptation import STRATEGIES, run_experiment
+from training.adaptation import PAPER_RETRAIN, STRATEGIES, run_experiment
 from training.adaptation_report import write_report
 from training.data import find_samples, load
 from training.fit import fit_version
@@ -58,14 +58,8 @@ def run(args: argparse.Namespace) -> int:
         print("registry is empty: training the base model M first")
         fit_version(registry, train_items, val_items, note="crackal adapt: base model M")
     base = registry.resolve(args.base)
-    # a fixed number of steps: no wall-clock budget, no early stop (eval only at the end);
-    # every layer retrained, as the paper's M_q are
-    overrides = {
-        "steps": args.steps,
-        "max_minutes": 10**6,
-        "eval_every": 10**9,
-        "freeze_encoder": False,
-    }
+    # a fixed number of steps: no wall-clock budget, no early stop (eval only at the end)
+    overrides = {"steps": args.steps, "max_minutes": 10**6, "eval_every": 10**9, **PAPER_RETRAIN}
     experiment = run_experiment(
         registry,
         base,

@@ -13,7 +13,7 @@ from selection.images import DatasetError
 from tests.conftest import TINY, cli
 from training.data import Loaded, find_samples, load, random_crop
 from training.evaluate import evaluate
-from training.fit import fit_version
+from training.fit import fit_version, validation_key
 from training.model import DEFAULT_ENCODER, build_model
 from training.registry import Registry
 from training.train import TrainConfig, lr_factor, train
@@ -103,6 +103,12 @@ def test_a_frozen_encoder_keeps_every_tensor_and_the_decoder_still_learns(crack_
         train(model, DEFAULT_ENCODER, items, items[:1], config, on_checkpoint=stop, progress=False)
     flags = [p.requires_grad for p in model.encoder.parameters()]
     assert not flags[0] and all(flags[1:])  # the caller's flags again, also after an error
+
+
+def test_the_adaptation_preset_trains_the_decoder_only_at_half_the_base_rate():
+    adapt, base = TrainConfig.adapt(), TrainConfig.base()
+    assert adapt.freeze_encoder and not base.freeze_encoder
+    assert adapt.lr_decoder == base.lr_decoder / 2 and adapt.steps == 60
 
 
 def test_learning_rate_anneals_over_whichever_budget_ends_first():
@@ -211,6 +217,11 @@ def test_adapt_experiment_end_to_end(registry, sets, tmp_path):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["mean_ods_over_sets"]["band/seed0"]) == {"M", "M1", "M2"}
+    m_q = [v for v in registry.versions() if "adapt experiment" in registry.meta(v)["note"]]
+    parent = {v: registry.meta(registry.meta(v)["parent"]) for v in m_q}  # M
+    assert len(m_q) == 4 and all(  # every layer retrained, as the paper's M_q
+        registry.meta(v)["encoder_sha256"] != parent[v]["encoder_sha256"] for v in m_q
+    )
     runs = {(r["strategy"], r["q"]): r for r in summary["chosen"]}
     assert len(runs) == 4
     # Nested choices; one test part per set, shared by every model, never chosen.
@@ -269,6 +280,15 @@ def test_a_parents_validation_ods_is_measured_again_only_for_another_set(registr
     for hostile in (copy_meta(meta, ods=float("nan")), copy_meta(meta, ods=True),
                     copy_meta(meta, ods=7.0), {**meta, "training": "x"}):  # fmt: skip
         assert "vs its 0." in judged_against(val, hostile)  # measured again, not trusted
+
+
+def test_a_validation_key_names_the_pixels_and_the_device(crack_data):
+    items = load(find_samples(crack_data / "deepcrack" / "val")[:3])
+    key = validation_key(items, "cpu")
+    assert key == validation_key(items, "cpu") and validation_key([], "cpu") is None
+    assert key != validation_key(items, "cuda") and key != validation_key(items[:2], "cpu")
+    items[0].mask[0, 0] = not items[0].mask[0, 0]  # one pixel of one mask
+    assert key != validation_key(items, "cpu")
 
 
 def copy_meta(meta: dict, ods: object) -> dict:

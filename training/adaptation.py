@@ -31,6 +31,9 @@ from training.registry import Registry
 from training.train import TrainConfig
 
 STRATEGIES = ("band", "random")
+# how M_q are retrained: every layer, as the paper's are, at the rates this experiment has
+# always used (the backend's retrain, `TrainConfig.adapt()`, freezes the encoder)
+PAPER_RETRAIN = {"freeze_encoder": False, "lr_decoder": 3e-4, "lr_encoder": 1.5e-4}
 
 
 @dataclass
@@ -142,7 +145,9 @@ def run_experiment(
                     train_items,
                     val_items,
                     parent=base_version,
-                    config=(config_for_seed or (lambda k: TrainConfig.adapt(seed=k)))(seed),
+                    config=(
+                        config_for_seed or (lambda k: TrainConfig.adapt(seed=k, **PAPER_RETRAIN))
+                    )(seed),
                     added_items=added,
                     promote="never",
                     note=f"adapt experiment: {strategy}, seed {seed}, q={q}",

@@ -87,9 +87,10 @@ class TrainConfig:
         and head (the encoder frozen; about 40 s on 2 CPU cores), evaluated once at the
         end; the candidate is judged on the project afterwards. Against sessions 1-12's
         every layer at 0.3x these rates, over paired seeds (`benchmarks/adaptation_encoder.py`,
-        `results/adaptation/`): F on new CFD and GAPs384 images after 3 and 7 labels no
-        lower (higher on CFD after 3 labels; the other differences not significant), in two
-        thirds of the training time, and the version keeps its parent's features.
+        `results/adaptation/`): F on new CFD and GAPs384 images after 3 and 7 labels not
+        measurably lower (higher on CFD after 3 labels; the other differences not
+        significant, GAPs384 on 3 seeds), in two thirds of the training time, and the
+        version keeps its parent's features.
         `freeze_encoder=False` trains the encoder too (at 5e-4)."""
         steps = overrides.get("steps", 60)
         defaults = dict(
