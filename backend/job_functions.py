@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from backend.job_kind import JobKind
+from backend.label_studio import LabelStudioError
 from backend.project_lock import project_lock
 from backend.retrain import retrain_project, too_few_changes
 from backend.scoring_shards import ShardPool
@@ -23,8 +24,21 @@ def run_job(
     """Run one job for one Label Studio project with `service`, never beside another job
     of the same project (a re-score and a retrain of it wait for each other). With
     `shards` (on rq), a large project's images are analysed on several workers before
-    each scoring, the one after a retrain included."""
-    kind = JobKind.parse(kind)
+    each scoring, the one after a retrain included. A project Label Studio no longer has
+    (404) ends the job with that status instead of failing it into retries."""
+    try:
+        return _run_job(JobKind.parse(kind), project, service, shards)
+    except LabelStudioError as exc:
+        if exc.status != 404 or service.client.project_exists(project):
+            raise
+        # e.g. deleted in Label Studio while the registry still knows it: nothing to retry
+        log.info("project %s: not in Label Studio, job %s has nothing to do", project, kind)
+        return {"status": "no such project in Label Studio", "project": project}
+
+
+def _run_job(
+    kind: JobKind, project: int, service: Service, shards: ShardPool | None
+) -> dict[str, Any]:
     s = service.settings
     least = kind.least_changes(s.retrain_threshold)
     nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock

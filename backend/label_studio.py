@@ -41,7 +41,12 @@ INCLUDE = ",".join(dict.fromkeys(TASK_FIELDS + ANNOTATION_FIELDS))  # the `inclu
 
 
 class LabelStudioError(RuntimeError):
-    """Label Studio unreachable, refusing our key, or answering an error."""
+    """Label Studio unreachable, refusing our key, or answering an error (`status`: its
+    HTTP status, None when it did not answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class LabelStudio:
@@ -71,8 +76,10 @@ class LabelStudio:
             return call()
         except ApiError as exc:
             if exc.status_code == 401:
-                raise LabelStudioError(self._refused(exc)) from None
-            raise LabelStudioError(f"{what} -> HTTP {exc.status_code}: {_detail(exc)}") from None
+                raise LabelStudioError(self._refused(exc), 401) from None
+            raise LabelStudioError(
+                f"{what} -> HTTP {exc.status_code}: {_detail(exc)}", exc.status_code
+            ) from None
         except httpx.HTTPError as exc:
             raise LabelStudioError(
                 f"Label Studio at {self.url} is unreachable ({exc.__class__.__name__})"
@@ -92,6 +99,16 @@ class LabelStudio:
 
     def project(self, project_id: int) -> dict[str, Any]:
         return self._sdk(f"project {project_id}", lambda: self.sdk.projects.get(project_id).dict())
+
+    def project_exists(self, project_id: int) -> bool:
+        """False when Label Studio answers that it has no such project (404)."""
+        try:
+            self.project(project_id)
+        except LabelStudioError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def update_project(self, project_id: int, **fields: Any) -> None:
         self._sdk(
