@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from training.campaign import grouped_split
+from training.campaign_report import paired_p, t_interval
 from training.data import find_samples, load
 from training.evaluate import evaluate
 from training.registry import Registry
@@ -90,12 +90,10 @@ def summary(rows: list[dict]) -> None:
             if len(pairs) < 2:
                 continue
             mine, theirs = np.array(pairs).T
-            diff = mine - theirs
-            half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-            p = stats.ttest_rel(mine, theirs).pvalue if diff.std(ddof=1) > 0 else float("nan")
+            mean, low, high = t_interval(mine - theirs)
             print(
-                f"{name:9s} {budget:6d}  {arm + ' - ' + ref:28s} {diff.mean():+.3f} "
-                f"[{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}]  {p:.3f}  {len(diff):5d}"
+                f"{name:9s} {budget:6d}  {arm + ' - ' + ref:28s} {mean:+.3f} "
+                f"[{low:+.3f}, {high:+.3f}]  {paired_p(mine - theirs):.3f}  {len(pairs):5d}"
             )
     for name in sorted({r["set"] for r in rows if int(r["budget"]) == 0}):
         base = next(r for r in rows if r["set"] == name and int(r["budget"]) == 0)

@@ -28,7 +28,7 @@ from selection.atomic import atomic_write
 REFERENCE = "random"
 
 
-def _t_interval(values: np.ndarray) -> tuple[float, float, float]:
+def t_interval(values: np.ndarray) -> tuple[float, float, float]:
     mean = float(np.mean(values))
     if len(values) < 2:
         return mean, float("nan"), float("nan")
@@ -91,7 +91,7 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
         comparisons = []
         for strategy in strategies:
             for budget in budgets:
-                mean, lo, hi = _t_interval(table[(strategy, name, budget)])
+                mean, lo, hi = t_interval(table[(strategy, name, budget)])
                 curves.append(
                     {
                         "strategy": strategy,
@@ -106,11 +106,11 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
                     continue
                 diff = table[(strategy, name, budget)] - table[(REFERENCE, name, budget)]
                 comparisons.append((strategy, budget, diff))
-        pvalues = [_paired_p(d) for _, _, d in comparisons]
+        pvalues = [paired_p(d) for _, _, d in comparisons]
         for (strategy, budget, diff), p, p_holm in zip(
             comparisons, pvalues, holm(pvalues), strict=True
         ):
-            mean, lo, hi = _t_interval(diff)
+            mean, lo, hi = t_interval(diff)
             paired.append(
                 {
                     "strategy": strategy,
@@ -129,12 +129,12 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
             entries = []
             for strategy in strategies:
                 area = _aulc(table, strategy, name, budgets)
-                mean, lo, hi = _t_interval(area)
+                mean, lo, hi = t_interval(area)
                 entry = {"strategy": strategy, "set": name, "aulc": mean, "ci95": [lo, hi]}
                 if strategy != REFERENCE:
-                    d_mean, d_lo, d_hi = _t_interval(area - ref)
+                    d_mean, d_lo, d_hi = t_interval(area - ref)
                     entry.update(
-                        diff_vs_random=d_mean, diff_ci95=[d_lo, d_hi], p=_paired_p(area - ref)
+                        diff_vs_random=d_mean, diff_ci95=[d_lo, d_hi], p=paired_p(area - ref)
                     )
                 entries.append(entry)
             compared = [e for e in entries if "p" in e]
@@ -164,17 +164,17 @@ def _aulc_pairs(table, strategies: Sequence[str], name: str, budgets: Sequence[i
     for i, a in enumerate(strategies):
         for b in strategies[i + 1 :]:
             diff = _aulc(table, a, name, budgets) - _aulc(table, b, name, budgets)
-            mean, lo, hi = _t_interval(diff)
+            mean, lo, hi = t_interval(diff)
             out.append(
                 {"a": a, "b": b, "set": name, "mean_diff": mean, "ci95": [lo, hi],
-                 "p": _paired_p(diff)}
+                 "p": paired_p(diff)}
             )  # fmt: skip
     for e, p_holm in zip(out, holm([e["p"] for e in out]), strict=True):
         e.update(p_holm=p_holm, significant=bool(p_holm < 0.05))
     return out
 
 
-def _paired_p(diff: np.ndarray) -> float:
+def paired_p(diff: np.ndarray) -> float:
     """Two-sided paired t-test p; a constant difference has no spread: 1 when it is 0, else
     0 (every seed moved by the same amount)."""
     if len(diff) < 2:
