@@ -1,12 +1,14 @@
-"""Adapting with the encoder frozen vs fine-tuned: F on each new set, and seconds per adapt.
+"""Adapting: encoder frozen or fine-tuned, rates, loss: F on each new set, seconds per adapt.
 
 For every set, seed and label budget: the same labels (drawn at random from the set's pool
 part, nested across budgets) adapt the same base model from the same seed once per arm:
 fine-tuning every layer (`full`), with the encoder frozen (`TrainConfig.freeze_encoder`),
 and both again with 3.3x the learning rates (`-lr1e-3`: 1e-3 for the decoder, 5e-4 for
-the encoder), each otherwise with the backend's adaptation settings (`TrainConfig.adapt()`,
-P plus the labels); each is scored on the set's test part (pooled ODS). A frozen encoder keeps the
-parent's features, so the backend need not re-embed P and the pool after such a retrain.
+the encoder), then with the skeleton recall term (`-skel`, training.losses) or with the
+labels at half of each batch (`-added0.5`), each otherwise with the backend's adaptation
+settings (`TrainConfig.adapt()`, P plus the labels); each is scored on the set's test part
+(pooled ODS). A frozen encoder keeps the parent's features, so the backend need not
+re-embed P and the pool after such a retrain.
 
 Resumable: each finished case is a row of `--out` (CSV); a restart skips them. The summary
 gives the paired differences of `COMPARED` per set and budget with a 95 % t interval
@@ -34,11 +36,16 @@ from training.train import TrainConfig, train
 
 COLUMNS = ("set", "seed", "budget", "arm", "ods", "threshold", "train_seconds", "steps")
 SLOW, FAST = {"lr_decoder": 3e-4, "lr_encoder": 1.5e-4}, {"lr_decoder": 1e-3, "lr_encoder": 5e-4}
+BCE_DICE = {"skeleton_recall": 0.0}  # the loss before session 14
 ARMS = {  # name -> TrainConfig.adapt() overrides; "full" (sessions 1-12's rates) the reference
-    "full": {"freeze_encoder": False, **SLOW},
-    "frozen": {"freeze_encoder": True, **SLOW},
-    "frozen-lr1e-3": {"freeze_encoder": True, **FAST},  # TrainConfig.adapt() since session 13
-    "full-lr1e-3": {"freeze_encoder": False, **FAST},  # CRACKAL_ADAPT_ENCODER=trained
+    "full": {"freeze_encoder": False, **SLOW, **BCE_DICE},
+    "frozen": {"freeze_encoder": True, **SLOW, **BCE_DICE},
+    "frozen-lr1e-3": {"freeze_encoder": True, **FAST, **BCE_DICE},  # session 13's retrain
+    "full-lr1e-3": {"freeze_encoder": False, **FAST, **BCE_DICE},
+    # session 14: thin cracks (skeleton recall, weight 1: TrainConfig.adapt() since then) and
+    # twice the labels' share of each batch
+    "frozen-lr1e-3-skel": {"freeze_encoder": True, **FAST, "skeleton_recall": 1.0},
+    "frozen-lr1e-3-added0.5": {"freeze_encoder": True, **FAST, **BCE_DICE, "added_fraction": 0.5},
 }
 
 
@@ -63,6 +70,8 @@ COMPARED = [  # (arm, reference): the paired differences printed
     ("frozen-lr1e-3", "full"),
     ("full-lr1e-3", "full"),
     ("frozen-lr1e-3", "full-lr1e-3"),  # the two rates' encoders, at the faster rates
+    ("frozen-lr1e-3-skel", "frozen-lr1e-3"),
+    ("frozen-lr1e-3-added0.5", "frozen-lr1e-3"),
 ]
 
 
@@ -74,15 +83,15 @@ def summary(rows: list[dict]) -> None:
         if int(r["budget"]) > 0:
             by_seed = cases.setdefault((r["set"], int(r["budget"])), {})
             by_seed.setdefault(int(r["seed"]), {})[r["arm"]] = r
-    print("\nset       labels  arm            mean ODS  seeds  training s")
+    print("\nset       labels  arm                     mean ODS  seeds  training s")
     for (name, budget), by_seed in sorted(cases.items()):
         for arm in ARMS:
             done = [v[arm] for v in by_seed.values() if arm in v]
             if done:
                 ods = np.mean([float(r["ods"]) for r in done])
                 secs = np.mean([float(r["train_seconds"]) for r in done])
-                print(f"{name:9s} {budget:6d}  {arm:13s}  {ods:8.3f}  {len(done):5d}  {secs:10.0f}")
-    print("\nset       labels  difference                     mean  [95% CI]             p   seeds")
+                print(f"{name:9s} {budget:6d}  {arm:22s}  {ods:8.3f}  {len(done):5d}  {secs:10.0f}")
+    print(f"\n{'set':9s} {'labels':6s}  {'difference':38s}  mean  [95% CI]             p   seeds")
     for (name, budget), by_seed in sorted(cases.items()):
         for arm, ref in COMPARED:
             pairs = [(float(v[arm]["ods"]), float(v[ref]["ods"])) for v in by_seed.values()
@@ -92,7 +101,7 @@ def summary(rows: list[dict]) -> None:
             mine, theirs = np.array(pairs).T
             mean, low, high = t_interval(mine - theirs)
             print(
-                f"{name:9s} {budget:6d}  {arm + ' - ' + ref:28s} {mean:+.3f} "
+                f"{name:9s} {budget:6d}  {arm + ' - ' + ref:38s} {mean:+.3f} "
                 f"[{low:+.3f}, {high:+.3f}]  {paired_p(mine - theirs):.3f}  {len(pairs):5d}"
             )
     for name in sorted({r["set"] for r in rows if int(r["budget"]) == 0}):

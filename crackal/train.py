@@ -45,6 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, help="crops per step (default: 8)")
     p.add_argument("--crop", type=int, help="crop side in pixels (default: 128)")
+    p.add_argument(
+        "--skeleton-recall",
+        type=float,
+        metavar="W",
+        help="weight of the skeleton recall term for thin cracks (default: 0, or 1 with --from)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--promote",
@@ -63,6 +69,7 @@ def config_from_args(args: argparse.Namespace, adapting: bool) -> TrainConfig:
             "max_minutes": args.max_minutes,
             "batch_size": args.batch_size,
             "crop": args.crop,
+            "skeleton_recall": args.skeleton_recall,
             "seed": args.seed,
         }.items()
         if v is not None

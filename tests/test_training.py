@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from crackal.cli import main
 from selection.images import DatasetError
@@ -14,6 +15,7 @@ from tests.conftest import TINY, cli
 from training.data import Loaded, find_samples, load, random_crop
 from training.evaluate import evaluate
 from training.fit import fit_version, validation_key
+from training.losses import skeleton_recall_loss, tubed_skeletons
 from training.model import DEFAULT_ENCODER, build_model
 from training.registry import Registry
 from training.train import TrainConfig, lr_factor, train
@@ -63,6 +65,41 @@ def test_crops_on_a_crack_cover_one_wherever_the_photo_has_one(crack_data):
     assert img.shape == (64, 64, 3) and not msk.any()
 
 
+def test_a_cracks_skeleton_tube_weighs_it_by_length_not_width(crack_data):
+    # Crack500's wide cracks: the tube around the centre line is a small part of the mask;
+    # CFD's thin ones: most of it. Both tubes lie inside their masks and follow every crack.
+    shares = {}
+    for name in ("crack500", "cfd"):
+        crack_pixels = tube_pixels = 0.0
+        for item in load(find_samples(crack_data / name)[:6]):  # sizes differ in crack500
+            mask = torch.from_numpy(item.mask)[None, None]
+            tube = tubed_skeletons(mask)
+            assert tube.shape == mask.shape and tube.dtype == torch.float32
+            assert not ((tube > 0) & (mask <= 0.5)).any()
+            labels, n = ndimage.label(item.mask > 0.5, structure=np.ones((3, 3)))
+            big = [k for k in range(1, n + 1) if (labels == k).sum() >= 20]
+            assert all(tube[0, 0].numpy()[labels == k].any() for k in big)
+            crack_pixels, tube_pixels = crack_pixels + mask.sum(), tube_pixels + tube.sum()
+        shares[name] = float(tube_pixels / crack_pixels)
+    assert shares["crack500"] < 0.5 < shares["cfd"]
+    assert not tubed_skeletons(torch.zeros(2, 1, 32, 32)).any()
+
+
+def test_skeleton_recall_loss_is_the_missed_share_of_the_skeleton():
+    skeleton = torch.zeros(1, 1, 8, 8)
+    skeleton[0, 0, 2, 1:7] = 1
+    sure, none = torch.full_like(skeleton, 20.0), torch.full_like(skeleton, -20.0)
+    half = none.clone()
+    half[0, 0, 2, 1:4] = 20.0  # half the centre line found
+    assert skeleton_recall_loss(sure, skeleton) == pytest.approx(0.0, abs=1e-6)
+    assert skeleton_recall_loss(none, skeleton) == pytest.approx(1.0, abs=1e-6)
+    assert skeleton_recall_loss(half, skeleton) == pytest.approx(0.5, abs=1e-6)
+    logits = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    empty = skeleton_recall_loss(logits, torch.zeros_like(skeleton))  # no crack in the batch
+    empty.backward()
+    assert empty.item() == 0 and not logits.grad.any()
+
+
 def test_training_fits_the_images_it_sees(crack_data):
     items = load(find_samples(crack_data / "deepcrack" / "train")[:4])
     model = build_model()
@@ -109,6 +146,7 @@ def test_the_adaptation_preset_trains_the_decoder_only_at_half_the_base_rate():
     adapt, base = TrainConfig.adapt(), TrainConfig.base()
     assert adapt.freeze_encoder and not base.freeze_encoder
     assert adapt.lr_decoder == base.lr_decoder / 2 and adapt.steps == 60
+    assert adapt.skeleton_recall == 1.0 and base.skeleton_recall == 0.0
 
 
 def test_learning_rate_anneals_over_whichever_budget_ends_first():
@@ -132,6 +170,9 @@ def test_learning_rate_anneals_over_whichever_budget_ends_first():
         ("crack_crops", 1.5),
         ("crack_crops", float("nan")),
         ("lr_encoder", -1e-3),
+        ("skeleton_recall", -1.0),
+        ("skeleton_recall", float("nan")),
+        ("skeleton_recall", 11.0),
     ],
 )
 def test_training_settings_no_run_can_use_are_refused_by_name(field, value):
@@ -139,13 +180,21 @@ def test_training_settings_no_run_can_use_are_refused_by_name(field, value):
         TrainConfig(**{field: value})
 
 
-def test_train_command_refuses_a_bad_crop_before_loading_images(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--crop", "100", "crop must be a multiple of 32"),
+        ("--skeleton-recall", "-1", "skeleton_recall must be within [0, 10]"),
+        ("--skeleton-recall", "nan", "skeleton_recall must be within [0, 10]"),
+    ],
+)
+def test_train_command_refuses_bad_settings_before_loading_images(
+    tmp_path, capsys, flag, value, message
+):
     missing = tmp_path / "no-such-set"  # would fail on loading, after the check
-    code = main(
-        ["train", "--train", str(missing), "--registry", str(tmp_path / "r"), "--crop", "100"]
-    )
+    code = main(["train", "--train", str(missing), "--registry", str(tmp_path / "r"), flag, value])
     assert code != 0
-    assert "crop must be a multiple of 32" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
@@ -222,6 +271,8 @@ def test_adapt_experiment_end_to_end(registry, sets, tmp_path):
     assert len(m_q) == 4 and all(  # every layer retrained, as the paper's M_q
         registry.meta(v)["encoder_sha256"] != parent[v]["encoder_sha256"] for v in m_q
     )
+    configs = [registry.meta(v)["training"]["config"] for v in m_q]
+    assert all(c["lr_decoder"] == 3e-4 and c["skeleton_recall"] == 0 for c in configs)
     runs = {(r["strategy"], r["q"]): r for r in summary["chosen"]}
     assert len(runs) == 4
     # Nested choices; one test part per set, shared by every model, never chosen.

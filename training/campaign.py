@@ -200,6 +200,7 @@ def run_trajectory(
             lr_decoder=spec.lr_decoder,
             lr_encoder=spec.lr_encoder,
             freeze_encoder=False,
+            skeleton_recall=0.0,  # the loss every committed campaign used
         )
         added = [campaign.pool[i] for i in labelled]
         result = train(
