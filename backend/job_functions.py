@@ -59,7 +59,11 @@ def _run_job(
     with project_lock(s.registry, project, wait=s.job_timeout):
         if kind is JobKind.RESCORE:
             return rescore(project).as_dict()
-        config = TrainConfig.adapt(steps=s.adapt_steps, freeze_encoder=s.adapt_frozen_encoder)
+        config = TrainConfig.adapt(
+            steps=s.adapt_steps,
+            freeze_encoder=s.adapt_frozen_encoder,
+            skeleton_recall=s.skeleton_recall,
+        )
         return retrain_project(service, project, s.promote, config, least, rescore)
 
 

@@ -58,6 +58,8 @@ class Settings:
     # True: a retrain adapts the decoder only, so the parent's encoder and its features stay
     # (README: "Adapting: which layers, which rates"); False: every layer
     adapt_frozen_encoder: bool = True
+    # weight of the skeleton recall term in a retrain's loss (thin cracks; 0: BCE + Dice)
+    skeleton_recall: float = 1.0
     job_retries: int = 2  # a failed job is retried this many times, with backoff
     job_timeout: int = 3600  # seconds a job may run
     redis_url: str = ""  # set: jobs go to rq workers; unset: a thread of the backend runs them
@@ -130,6 +132,9 @@ class Settings:
         if encoder not in ("frozen", "trained"):
             raise ValueError(f"CRACKAL_ADAPT_ENCODER must be frozen or trained: {encoder!r}")
         s.adapt_frozen_encoder = encoder == "frozen"
+        s.skeleton_recall = float(e.get("CRACKAL_SKELETON_RECALL", s.skeleton_recall))
+        if not 0 <= s.skeleton_recall <= 10:  # NaN fails too
+            raise ValueError(f"CRACKAL_SKELETON_RECALL must be within [0, 10]: {s.skeleton_recall}")
         s.job_retries = int(e.get("CRACKAL_JOB_RETRIES", s.job_retries))
         s.job_timeout = int(e.get("CRACKAL_JOB_TIMEOUT", s.job_timeout))
         if s.job_timeout < 1:

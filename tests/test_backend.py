@@ -27,6 +27,7 @@ from selection.images import read_rgb
 from selection.strategies import Strategy
 from tests.conftest import registry_with_an_untrained_model
 from training.registry import Registry
+from training.train import TrainConfig
 
 CONFIG = """<View><Image name="img" value="$photo"/>
 <BrushLabels name="paint" toName="img"><Label value="Background"/><Label value="Crack"/>
@@ -177,6 +178,8 @@ def test_settings_from_environment():
     assert s.features == "imagenet" and s.order_queue is False
     assert s.adapt_frozen_encoder  # the default: the decoder adapts, the encoder stays
     assert not Settings.from_env({"CRACKAL_ADAPT_ENCODER": "trained"}).adapt_frozen_encoder
+    assert s.skeleton_recall == TrainConfig.adapt().skeleton_recall == 1.0
+    assert Settings.from_env({"CRACKAL_SKELETON_RECALL": "0"}).skeleton_recall == 0.0
     with pytest.raises(ValueError, match="CRACKAL_FEATURES"):
         Settings.from_env({"CRACKAL_FEATURES": "clip"})
     # refused at start, not at the first model load or retrain
@@ -184,6 +187,9 @@ def test_settings_from_environment():
         ({"CRACKAL_DEVICE": "gpu-please"}, "not a device"),
         ({"CRACKAL_ADAPT_STEPS": "0"}, "CRACKAL_ADAPT_STEPS"),
         ({"CRACKAL_ADAPT_ENCODER": "half"}, "CRACKAL_ADAPT_ENCODER"),
+        ({"CRACKAL_SKELETON_RECALL": "nan"}, "CRACKAL_SKELETON_RECALL"),
+        ({"CRACKAL_SKELETON_RECALL": "-1"}, "CRACKAL_SKELETON_RECALL"),
+        ({"CRACKAL_SKELETON_RECALL": "lots"}, "could not convert"),
     ]
     if not torch.cuda.is_available():
         refused.append(({"CRACKAL_DEVICE": "cuda"}, "CUDA is not available"))
