@@ -18,6 +18,15 @@ from training.train import TrainConfig
 log = logging.getLogger("crackal.jobs")
 
 
+def retrain_config(s: Settings) -> TrainConfig:
+    """The training settings of a retrain: the adaptation preset with the backend's settings."""
+    return TrainConfig.adapt(
+        steps=s.adapt_steps,
+        freeze_encoder=s.adapt_frozen_encoder,
+        skeleton_recall=s.skeleton_recall,
+    )
+
+
 def run_job(
     kind: str, project: int, service: Service, shards: ShardPool | None = None
 ) -> dict[str, Any]:
@@ -59,12 +68,7 @@ def _run_job(
     with project_lock(s.registry, project, wait=s.job_timeout):
         if kind is JobKind.RESCORE:
             return rescore(project).as_dict()
-        config = TrainConfig.adapt(
-            steps=s.adapt_steps,
-            freeze_encoder=s.adapt_frozen_encoder,
-            skeleton_recall=s.skeleton_recall,
-        )
-        return retrain_project(service, project, s.promote, config, least, rescore)
+        return retrain_project(service, project, s.promote, retrain_config(s), least, rescore)
 
 
 @functools.cache

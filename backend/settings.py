@@ -4,14 +4,28 @@ README.md, section "Configuration")."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from selection.cache import default_cache_dir
 from selection.queue_order import QUEUE_STRATEGIES
 from selection.ranking import DEFAULT_BAND
 from selection.strategies import Strategy
 from training.device import resolve_device
+
+
+def _number(env: Mapping[str, str], name: str, default: Any, kind: type) -> Any:
+    """`env[name]` as `kind` (int or float), else `default`; a bad value is refused by name."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}: {raw!r}") from None
 
 
 def _band(text: str) -> tuple[float, float]:
@@ -88,8 +102,8 @@ class Settings:
         s.features = e.get("CRACKAL_FEATURES", s.features)
         if s.features not in ("model", "imagenet"):
             raise ValueError(f"CRACKAL_FEATURES must be model or imagenet, got {s.features!r}")
-        s.feature_size = int(e.get("CRACKAL_FEATURE_SIZE", s.feature_size))
-        s.components = int(e.get("CRACKAL_COMPONENTS", s.components))
+        s.feature_size = _number(e, "CRACKAL_FEATURE_SIZE", s.feature_size, int)
+        s.components = _number(e, "CRACKAL_COMPONENTS", s.components, int)
         if e.get("CRACKAL_BAND"):
             s.band = _band(e["CRACKAL_BAND"])
         name = e.get("CRACKAL_STRATEGY", s.strategy.value)
@@ -97,15 +111,15 @@ class Settings:
             choices = ", ".join(q.value for q in QUEUE_STRATEGIES)
             raise ValueError(f"CRACKAL_STRATEGY must be one of {choices}: {name!r}")
         s.strategy = Strategy(name)
-        s.batch_size = int(e.get("CRACKAL_BATCH_SIZE", s.batch_size))
+        s.batch_size = _number(e, "CRACKAL_BATCH_SIZE", s.batch_size, int)
         resolve_device(e.get("CRACKAL_DEVICE") or "auto")  # a wrong device fails at start
         s.onnx = e.get("CRACKAL_ONNX", "1").lower() not in ("0", "false", "no")
         s.order_queue = e.get("CRACKAL_ORDER_QUEUE", "1").lower() not in ("0", "false", "no")
         if e.get("CRACKAL_LOCAL_FILES_ROOT"):
             s.local_files_root = Path(e["CRACKAL_LOCAL_FILES_ROOT"]).resolve()
-        s.max_image_bytes = int(e.get("CRACKAL_MAX_IMAGE_BYTES", s.max_image_bytes))
-        s.max_image_pixels = int(e.get("CRACKAL_MAX_IMAGE_PIXELS", s.max_image_pixels))
-        s.fetch_deadline = float(e.get("CRACKAL_FETCH_DEADLINE", s.fetch_deadline))
+        s.max_image_bytes = _number(e, "CRACKAL_MAX_IMAGE_BYTES", s.max_image_bytes, int)
+        s.max_image_pixels = _number(e, "CRACKAL_MAX_IMAGE_PIXELS", s.max_image_pixels, int)
+        s.fetch_deadline = _number(e, "CRACKAL_FETCH_DEADLINE", s.fetch_deadline, float)
         s.allowed_hosts = tuple(
             h.strip().lower() for h in e.get("CRACKAL_ALLOWED_HOSTS", "").split(",") if h.strip()
         )
@@ -116,40 +130,40 @@ class Settings:
         ):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, neither of them empty")
         s.insecure = e.get("CRACKAL_INSECURE", "0").lower() in ("1", "true", "yes")
-        s.max_request_bytes = int(e.get("CRACKAL_MAX_REQUEST_BYTES", s.max_request_bytes))
-        s.retrain_threshold = int(e.get("CRACKAL_RETRAIN_THRESHOLD", s.retrain_threshold))
-        s.idle_delay = float(e.get("CRACKAL_IDLE_DELAY", s.idle_delay))
-        s.keep_versions = int(e.get("CRACKAL_KEEP_VERSIONS", s.keep_versions))
+        s.max_request_bytes = _number(e, "CRACKAL_MAX_REQUEST_BYTES", s.max_request_bytes, int)
+        s.retrain_threshold = _number(e, "CRACKAL_RETRAIN_THRESHOLD", s.retrain_threshold, int)
+        s.idle_delay = _number(e, "CRACKAL_IDLE_DELAY", s.idle_delay, float)
+        s.keep_versions = _number(e, "CRACKAL_KEEP_VERSIONS", s.keep_versions, int)
         if s.idle_delay <= 0 or s.keep_versions < 1:
             raise ValueError("CRACKAL_IDLE_DELAY must be > 0 s and CRACKAL_KEEP_VERSIONS >= 1")
         s.promote = e.get("CRACKAL_PROMOTE", s.promote)
         if s.promote not in ("always", "if-better", "never"):
             raise ValueError(f"CRACKAL_PROMOTE must be always, if-better or never: {s.promote!r}")
-        s.adapt_steps = int(e.get("CRACKAL_ADAPT_STEPS", s.adapt_steps))
+        s.adapt_steps = _number(e, "CRACKAL_ADAPT_STEPS", s.adapt_steps, int)
         if s.adapt_steps < 1:
             raise ValueError(f"CRACKAL_ADAPT_STEPS must be at least 1: {s.adapt_steps}")
         encoder = e.get("CRACKAL_ADAPT_ENCODER", "frozen" if s.adapt_frozen_encoder else "trained")
         if encoder not in ("frozen", "trained"):
             raise ValueError(f"CRACKAL_ADAPT_ENCODER must be frozen or trained: {encoder!r}")
         s.adapt_frozen_encoder = encoder == "frozen"
-        s.skeleton_recall = float(e.get("CRACKAL_SKELETON_RECALL", s.skeleton_recall))
+        s.skeleton_recall = _number(e, "CRACKAL_SKELETON_RECALL", s.skeleton_recall, float)
         if not 0 <= s.skeleton_recall <= 10:  # NaN fails too
             raise ValueError(f"CRACKAL_SKELETON_RECALL must be within [0, 10]: {s.skeleton_recall}")
-        s.job_retries = int(e.get("CRACKAL_JOB_RETRIES", s.job_retries))
-        s.job_timeout = int(e.get("CRACKAL_JOB_TIMEOUT", s.job_timeout))
+        s.job_retries = _number(e, "CRACKAL_JOB_RETRIES", s.job_retries, int)
+        s.job_timeout = _number(e, "CRACKAL_JOB_TIMEOUT", s.job_timeout, int)
         if s.job_timeout < 1:
             raise ValueError(f"CRACKAL_JOB_TIMEOUT must be at least 1 s: {s.job_timeout}")
         s.redis_url = e.get("REDIS_URL", "")
-        s.shard_tasks = int(e.get("CRACKAL_SHARD_TASKS", s.shard_tasks))
-        s.shard_helpers = int(e.get("CRACKAL_SHARD_HELPERS", s.shard_helpers))
+        s.shard_tasks = _number(e, "CRACKAL_SHARD_TASKS", s.shard_tasks, int)
+        s.shard_helpers = _number(e, "CRACKAL_SHARD_HELPERS", s.shard_helpers, int)
         if s.shard_helpers < 0:
             raise ValueError(f"CRACKAL_SHARD_HELPERS must be >= 0: {s.shard_helpers}")
         s.crack_label = e.get("CRACKAL_LABEL", "")
         s.log_level = e.get("LOG_LEVEL", s.log_level).upper()
         if s.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR: {s.log_level!r}")
-        s.workers = int(e.get("WORKERS", s.workers))
-        s.threads = int(e.get("THREADS", s.threads))
+        s.workers = _number(e, "WORKERS", s.workers, int)
+        s.threads = _number(e, "THREADS", s.threads, int)
         if s.workers < 1 or s.threads < 1:
             raise ValueError("WORKERS and THREADS must be at least 1")
         if s.workers > 1 and not s.redis_url:

@@ -4,9 +4,10 @@ Counts the floating-point operations of the work each target needs (torch's
 `FlopCounterMode`, the shipped model and tiling) and divides them by the rate this machine
 reaches on the kind of work that runs closest to peak: one large dense matrix product
 (fp32, all of torch's threads; and int8 through fbgemm's dynamically quantised linear
-layer, the fastest int8 path here). The floor is the time at that rate; real convolutions
-(depthwise ones above all) run well below it, so a target under its floor cannot be met
-on this machine by any engine, fp32 or int8.
+layer, the fastest int8 path here). The floor is the time at that rate, counting direct
+convolution's multiplies (element-wise work is not counted); engines run convolutions
+below a matrix product's rate, so a target under its floor is out of reach here unless
+an algorithm needs fewer multiplies (e.g. Winograd for 3 x 3 convolutions).
 
     .venv/bin/python benchmarks/compute_floor.py [--encoder tu-tf_efficientnet_lite0]
 """
@@ -47,13 +48,14 @@ def flops(fn, *args) -> int:
 def mask_flops(model: nn.Module, h: int, w: int) -> int:
     """Operations of the full-resolution mask of an h x w image, tiled as `predict_probs`
     tiles it (each tile padded to the encoder's stride)."""
-
-    @functools.cache
-    def forward(th: int, tw: int) -> int:
-        return flops(model, torch.zeros(1, 3, -(-th // STRIDE) * STRIDE, -(-tw // STRIDE) * STRIDE))
-
     origins = _tile_origins(h, w, TILE, OVERLAP)
-    return sum(forward(min(TILE, h - y), min(TILE, w - x)) for y, x in origins)
+    return sum(_forward_flops(model, min(TILE, h - y), min(TILE, w - x)) for y, x in origins)
+
+
+@functools.cache
+def _forward_flops(model: nn.Module, th: int, tw: int) -> int:
+    side = lambda n: -(-n // STRIDE) * STRIDE  # noqa: E731
+    return flops(model, torch.zeros(1, 3, side(th), side(tw)))
 
 
 def best_rate(fn, ops: float, repeats: int = 5) -> float:
@@ -91,6 +93,7 @@ def main() -> None:
     model = build_model(args.encoder, pretrained=None).eval()
     feature = flops(model.encoder, torch.zeros(1, 3, FEATURE_SIDE, FEATURE_SIDE))
     tile = flops(model, torch.zeros(1, 3, TILE, TILE))
+    tile_encoder = flops(model.encoder, torch.zeros(1, 3, TILE, TILE))
     tiles_12mp = len(_tile_origins(*PHOTO_12MP, TILE, OVERLAP))
     sizes = []
     for name in SCALE_SETS:
@@ -107,7 +110,8 @@ def main() -> None:
     fp32, int8 = fp32_gemm_rate(), int8_gemm_rate()
     print(f"torch threads {torch.get_num_threads()}, encoder {args.encoder}")
     print(f"GFLOP: features at {FEATURE_SIDE} px {feature / 1e9:.2f}; one {TILE} px tile "
-          f"{tile / 1e9:.2f}; a 12 MP photo {tiles_12mp} tiles")  # fmt: skip
+          f"{tile / 1e9:.2f} (encoder {tile_encoder / 1e9:.2f}, decoder and head "
+          f"{(tile - tile_encoder) / 1e9:.2f}); a 12 MP photo {tiles_12mp} tiles")  # fmt: skip
     print(f"attainable here: fp32 GEMM {fp32 / 1e9:.0f} GFLOP/s, int8 GEMM {int8 / 1e9:.0f} GOP/s")
     print(f"mask of one of project_scale's images: {mean_mask / 1e9:.2f} GFLOP on average")
     head = f"{'work':56s} {'GFLOP':>9s} {'target s':>9s}"

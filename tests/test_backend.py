@@ -18,6 +18,7 @@ from PIL import Image
 from backend.app import create_app
 from backend.edit_records import EditLog, make_record
 from backend.image_source import own_route
+from backend.job_functions import retrain_config
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.pool_store import PoolStore
 from backend.service import Service
@@ -27,7 +28,6 @@ from selection.images import read_rgb
 from selection.strategies import Strategy
 from tests.conftest import registry_with_an_untrained_model
 from training.registry import Registry
-from training.train import TrainConfig
 
 CONFIG = """<View><Image name="img" value="$photo"/>
 <BrushLabels name="paint" toName="img"><Label value="Background"/><Label value="Crack"/>
@@ -178,8 +178,9 @@ def test_settings_from_environment():
     assert s.features == "imagenet" and s.order_queue is False
     assert s.adapt_frozen_encoder  # the default: the decoder adapts, the encoder stays
     assert not Settings.from_env({"CRACKAL_ADAPT_ENCODER": "trained"}).adapt_frozen_encoder
-    assert s.skeleton_recall == TrainConfig.adapt().skeleton_recall == 1.0
-    assert Settings.from_env({"CRACKAL_SKELETON_RECALL": "0"}).skeleton_recall == 0.0
+    assert retrain_config(s).skeleton_recall == 1.0 and retrain_config(s).freeze_encoder
+    wide = Settings.from_env({"CRACKAL_SKELETON_RECALL": "0", "CRACKAL_ADAPT_STEPS": "7"})
+    assert retrain_config(wide).skeleton_recall == 0.0 and retrain_config(wide).steps == 7
     with pytest.raises(ValueError, match="CRACKAL_FEATURES"):
         Settings.from_env({"CRACKAL_FEATURES": "clip"})
     # refused at start, not at the first model load or retrain
@@ -189,7 +190,10 @@ def test_settings_from_environment():
         ({"CRACKAL_ADAPT_ENCODER": "half"}, "CRACKAL_ADAPT_ENCODER"),
         ({"CRACKAL_SKELETON_RECALL": "nan"}, "CRACKAL_SKELETON_RECALL"),
         ({"CRACKAL_SKELETON_RECALL": "-1"}, "CRACKAL_SKELETON_RECALL"),
-        ({"CRACKAL_SKELETON_RECALL": "lots"}, "could not convert"),
+        ({"CRACKAL_SKELETON_RECALL": "inf"}, "CRACKAL_SKELETON_RECALL"),
+        ({"CRACKAL_SKELETON_RECALL": "lots"}, "CRACKAL_SKELETON_RECALL must be a number: 'lots'"),
+        ({"CRACKAL_SKELETON_RECALL": ""}, "CRACKAL_SKELETON_RECALL must be a number"),
+        ({"CRACKAL_ADAPT_STEPS": "6.5"}, "CRACKAL_ADAPT_STEPS must be an integer: '6.5'"),
     ]
     if not torch.cuda.is_available():
         refused.append(({"CRACKAL_DEVICE": "cuda"}, "CUDA is not available"))

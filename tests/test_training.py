@@ -98,6 +98,30 @@ def test_skeleton_recall_loss_is_the_missed_share_of_the_skeleton():
     empty = skeleton_recall_loss(logits, torch.zeros_like(skeleton))  # no crack in the batch
     empty.backward()
     assert empty.item() == 0 and not logits.grad.any()
+    low = torch.zeros(1, 1, 8, 8, dtype=torch.bfloat16, requires_grad=True)  # autocast's
+    loss = skeleton_recall_loss(low, skeleton)
+    loss.backward()
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(0.5)
+    assert (low.grad[skeleton > 0] < 0).all() and not low.grad[skeleton == 0].any()
+
+
+def test_the_skeleton_term_changes_what_training_learns(crack_data):
+    items = load(find_samples(crack_data / "cfd")[:2])
+    model = build_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    states = []
+    for weight in (0.0, 0.0, 1.0):  # the same start, crops and seed; only the loss differs
+        model.load_state_dict(start)
+        # an hours-long budget: the schedule reads the clock, which must not differ the runs
+        config = TrainConfig(
+            steps=3, batch_size=2, crop=64, warmup_steps=1, skeleton_recall=weight, max_minutes=1e6
+        )
+        states.append(train(model, DEFAULT_ENCODER, items, [], config, progress=False).state_dict)
+
+    def gap(a: dict, b: dict) -> float:
+        return max((a[k].float() - b[k].float()).abs().max().item() for k in start)
+
+    assert gap(states[0], states[2]) > 100 * gap(states[0], states[1]) + 1e-6
 
 
 def test_training_fits_the_images_it_sees(crack_data):
@@ -173,6 +197,7 @@ def test_learning_rate_anneals_over_whichever_budget_ends_first():
         ("skeleton_recall", -1.0),
         ("skeleton_recall", float("nan")),
         ("skeleton_recall", 11.0),
+        ("skeleton_recall", float("inf")),
     ],
 )
 def test_training_settings_no_run_can_use_are_refused_by_name(field, value):

@@ -93,7 +93,7 @@ class TrainConfig:
     @classmethod
     def adapt(cls, **overrides: Any) -> TrainConfig:
         """Fine-tuning an existing version on P plus new images: 60 steps of the decoder
-        and head (the encoder frozen; about 45 s on 2 CPU cores) with the skeleton recall
+        and head (the encoder frozen; about 50 s on 2 CPU cores) with the skeleton recall
         term, evaluated once at the end; the candidate is judged on the project afterwards.
         Measured over paired seeds (`benchmarks/adaptation_encoder.py`, `results/adaptation/`):
         against sessions 1-12's every layer at 0.3x these rates, F on new CFD and GAPs384
