@@ -28,6 +28,13 @@ def save_threshold(
         json.dump(state, fh)
 
 
+def forget_threshold(registry_root: Path | str, project: int, version: str) -> None:
+    """Drop the project's threshold if it was fitted for `version` (one for another version
+    is not in use anyway)."""
+    if load_threshold(registry_root, project).get("version") == version:
+        _path(registry_root, project).unlink(missing_ok=True)
+
+
 def load_threshold(registry_root: Path | str, project: int) -> dict[str, Any]:
     try:
         state = json.loads(_path(registry_root, project).read_text())

@@ -30,7 +30,7 @@ from backend.edit_records import EditLog, EditRecord, make_record, starting_pred
 from backend.last_retrain import read_last_retrain, write_last_retrain
 from backend.pool_store import PoolStore
 from backend.prediction_label import labelled_version
-from backend.project_threshold import MIN_LABELS, save_threshold
+from backend.project_threshold import MIN_LABELS, forget_threshold, save_threshold
 from backend.retention import apply_retention
 from backend.service import RescoreReport, Service
 from backend.task_image import TaskImageError
@@ -39,6 +39,7 @@ from selection.images import decode_rgb
 from training.data import find_samples, load
 from training.evaluate import evaluate
 from training.fit import fit_version
+from training.threshold_choice import choose_threshold
 from training.train import TrainConfig
 
 log = logging.getLogger("crackal.retrain")
@@ -312,9 +313,10 @@ def retrain_project(
 
 def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str, Any] | None:
     """Fit the serving version's mask threshold on all the project's labelled images (pooled
-    ODS threshold) and keep it for the project's pre-annotations. None: too few labels, none
-    shows a crack, or the best threshold is 0 (a mask of every pixel): nothing is saved (a
-    threshold saved earlier for the same version stays in use)."""
+    ODS threshold) and keep it for the project's pre-annotations if it also wins leave-one-out
+    against the version's own threshold (`training.threshold_choice`); else the version's own
+    serves and a threshold saved earlier for this version is dropped. None: too few labels,
+    or none shows a crack (nothing changes)."""
     if len(labels) < MIN_LABELS:
         return None
     if not any(item.mask.any() for item in labels):
@@ -322,18 +324,26 @@ def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str
         return None
     registry = service.holder.registry
     loaded = registry.load("current", project_id)
-    scores = evaluate(loaded.model, loaded.encoder, labels).scores
-    if scores.ods_threshold <= 0.0:
-        log.info("project %s: threshold not refitted: best at %s", project_id, scores.ods_threshold)
-        return None
-    save_threshold(
-        service.settings.registry, project_id, loaded.version, scores.ods_threshold, len(labels)
-    )
+    counts = evaluate(loaded.model, loaded.encoder, labels).counts
+    choice = choose_threshold(counts, loaded.threshold)
+    root = service.settings.registry
+    if choice.threshold is None:
+        forget_threshold(root, project_id, loaded.version)
+        log.info(
+            "project %s: threshold %s kept: the labels' own (%s) scored %.3f leave-one-out "
+            "against %.3f", project_id, loaded.threshold, choice.refit, choice.leave_one_out_f,
+            choice.version_f,
+        )  # fmt: skip
+    else:
+        save_threshold(root, project_id, loaded.version, choice.threshold, len(labels))
     return {
         "version": loaded.version,
-        "threshold": scores.ods_threshold,
+        "threshold": choice.threshold,
         "version_threshold": loaded.threshold,
-        "labels_ods": scores.ods,
+        "refit": choice.refit,
+        "labels_ods": choice.refit_f,
+        "leave_one_out_f": choice.leave_one_out_f,
+        "version_f": choice.version_f,
         "labels": len(labels),
     }
 

@@ -576,7 +576,8 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
     assert refit_threshold(service, 43, crack_free) is None
     cracks = load(find_samples(crack_data / "cfd")[:3])
     everything = [Loaded(i.sample, i.image, np.ones_like(i.mask)) for i in cracks]
-    assert refit_threshold(service, 43, everything) is None  # best at 0: mark every pixel
+    kept = refit_threshold(service, 43, everything)  # best at 0: mark every pixel
+    assert kept["threshold"] is None and kept["refit"] == 0.0
     assert load_threshold(settings.registry, 43) == {}  # nothing saved that nobody uses
     # labels that agree with the model above a level: the refit finds that level
     model = service.holder.current().model
@@ -587,7 +588,11 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
     fitted = refit_threshold(service, 43, agreeing)
     assert fitted is not None and fitted["labels"] == 3 and fitted["labels_ods"] > 0.99
     assert 0.0 < fitted["threshold"] <= level  # the lowest threshold that reproduces them
+    assert fitted["leave_one_out_f"] > fitted["version_f"]
     assert project_threshold(settings.registry, 43, fitted["version"]) == fitted["threshold"]
+    # the same version, labels no threshold above 0 fits: its own serves again
+    assert refit_threshold(service, 43, everything)["threshold"] is None
+    assert project_threshold(settings.registry, 43, fitted["version"]) is None
 
 
 def test_setup_queues_a_scoring_once_per_version_and_options(settings):

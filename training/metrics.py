@@ -45,13 +45,13 @@ class Counts:
         rows = list(rows)
         if not rows:
             raise ValueError("no images to evaluate")
-        return Counts(*(np.concatenate([getattr(r, k) for r in rows]) for k in _FIELDS))
+        return Counts(*(np.concatenate([getattr(r, k) for r in rows]) for k in COUNT_FIELDS))
 
     def subset(self, indices: np.ndarray) -> Counts:
-        return Counts(*(getattr(self, k)[indices] for k in _FIELDS))
+        return Counts(*(getattr(self, k)[indices] for k in COUNT_FIELDS))
 
 
-_FIELDS = ("tp", "fp", "found", "fn")
+COUNT_FIELDS = ("tp", "fp", "found", "fn")
 
 
 @dataclass
@@ -106,7 +106,8 @@ def image_counts(prob: np.ndarray, gt: np.ndarray, tolerance: float = 0.0) -> Co
     return Counts(*(a[None].astype(np.int64) for a in (tp, fp, found, fn)))
 
 
-def _prf(tp, fp, found, fn):
+def prf(tp, fp, found, fn):
+    """Precision, recall and F from counts (arrays broadcast; 1 where nothing to find or mark)."""
     tp, fp, found, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, found, fn))
     with np.errstate(divide="ignore", invalid="ignore"):
         p = np.where(tp + fp == 0, 1.0, tp / (tp + fp))
@@ -117,9 +118,9 @@ def _prf(tp, fp, found, fn):
 
 def scores(counts: Counts) -> Scores:
     """ODS, OIS, AP and per-image F from per-image counts."""
-    p, r, f = _prf(*(getattr(counts, k).sum(0) for k in _FIELDS))
+    p, r, f = prf(*(getattr(counts, k).sum(0) for k in COUNT_FIELDS))
     best = int(np.argmax(f))
-    _, _, f_img = _prf(*(getattr(counts, k) for k in _FIELDS))
+    _, _, f_img = prf(*(getattr(counts, k) for k in COUNT_FIELDS))
     # Recall grows as the threshold falls: walk thresholds from high to low (sklearn's AP).
     ap = float(np.sum(np.diff(np.concatenate([[0.0], r[::-1]])) * p[::-1]))
     return Scores(
