@@ -1,8 +1,11 @@
 """A project's own mask threshold: the serving version's pooled ODS threshold over the
-project's labelled images, refitted by each retrain once the project has enough labels.
+project's labelled images, refitted by each retrain once the project has enough labels and
+kept if it wins leave-one-out (`training.threshold_choice`).
 
-Kept in `<registry>/projects/project-<id>/threshold.json` for one version: a threshold
-fitted for another version is not used (the version's own, from its validation set, is)."""
+Kept in `<registry>/projects/project-<id>/threshold.json` for one version, with the rule
+that chose it: a threshold for another version, or from before the leave-one-out rule, is
+not used (the version's own, from its validation set, is). A refused refit is recorded
+too (threshold null, with the figures), so the file always describes the last decision."""
 
 from __future__ import annotations
 
@@ -20,19 +23,27 @@ def _path(registry_root: Path | str, project: int) -> Path:
     return project_folder(registry_root, project) / "threshold.json"
 
 
+RULE = "leave-one-out"  # thresholds saved by earlier releases lack it and are not used
+
+
 def save_threshold(
-    registry_root: Path | str, project: int, version: str, threshold: float, labels: int
+    registry_root: Path | str,
+    project: int,
+    version: str,
+    threshold: float | None,
+    labels: int,
+    **figures: Any,
 ) -> None:
-    state = {"version": version, "threshold": float(threshold), "labels": labels}
+    """Record the decision for `version`: its threshold, or None (the version's own serves)."""
+    state = {
+        "version": version,
+        "threshold": None if threshold is None else float(threshold),
+        "labels": labels,
+        "rule": RULE,
+        **figures,
+    }
     with atomic_write(_path(registry_root, project), "w") as fh:
         json.dump(state, fh)
-
-
-def forget_threshold(registry_root: Path | str, project: int, version: str) -> None:
-    """Drop the project's threshold if it was fitted for `version` (one for another version
-    is not in use anyway)."""
-    if load_threshold(registry_root, project).get("version") == version:
-        _path(registry_root, project).unlink(missing_ok=True)
 
 
 def load_threshold(registry_root: Path | str, project: int) -> dict[str, Any]:
@@ -49,6 +60,8 @@ def project_threshold(registry_root: Path | str, project: int | None, version: s
         return None
     state = load_threshold(registry_root, project)
     value = state.get("threshold")
-    if state.get("version") != version or not isinstance(value, int | float):
+    if state.get("version") != version or state.get("rule") != RULE:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if 0.0 < value < 1.0 else None

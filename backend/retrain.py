@@ -30,7 +30,7 @@ from backend.edit_records import EditLog, EditRecord, make_record, starting_pred
 from backend.last_retrain import read_last_retrain, write_last_retrain
 from backend.pool_store import PoolStore
 from backend.prediction_label import labelled_version
-from backend.project_threshold import MIN_LABELS, forget_threshold, save_threshold
+from backend.project_threshold import MIN_LABELS, save_threshold
 from backend.retention import apply_retention
 from backend.service import RescoreReport, Service
 from backend.task_image import TaskImageError
@@ -315,8 +315,8 @@ def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str
     """Fit the serving version's mask threshold on all the project's labelled images (pooled
     ODS threshold) and keep it for the project's pre-annotations if it also wins leave-one-out
     against the version's own threshold (`training.threshold_choice`); else the version's own
-    serves and a threshold saved earlier for this version is dropped. None: too few labels,
-    or none shows a crack (nothing changes)."""
+    serves. The decision is recorded either way (`save_threshold`). None: too few labels, or
+    none shows a crack (nothing changes)."""
     if len(labels) < MIN_LABELS:
         return None
     if not any(item.mask.any() for item in labels):
@@ -326,25 +326,25 @@ def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str
     loaded = registry.load("current", project_id)
     counts = evaluate(loaded.model, loaded.encoder, labels).counts
     choice = choose_threshold(counts, loaded.threshold)
-    root = service.settings.registry
-    if choice.threshold is None:
-        forget_threshold(root, project_id, loaded.version)
-        log.info(
-            "project %s: threshold %s kept: the labels' own (%s) scored %.3f leave-one-out "
-            "against %.3f", project_id, loaded.threshold, choice.refit, choice.leave_one_out_f,
-            choice.version_f,
-        )  # fmt: skip
-    else:
-        save_threshold(root, project_id, loaded.version, choice.threshold, len(labels))
-    return {
-        "version": loaded.version,
-        "threshold": choice.threshold,
+    figures = {
         "version_threshold": loaded.threshold,
         "refit": choice.refit,
         "labels_ods": choice.refit_f,
         "leave_one_out_f": choice.leave_one_out_f,
         "version_f": choice.version_f,
+        "reason": choice.reason,
+    }
+    save_threshold(
+        service.settings.registry, project_id, loaded.version, choice.threshold, len(labels),
+        **figures,
+    )  # fmt: skip
+    if choice.threshold is None:
+        log.info("project %s: threshold %s kept: %s", project_id, loaded.threshold, choice.reason)
+    return {
+        "version": loaded.version,
+        "threshold": choice.threshold,
         "labels": len(labels),
+        **figures,
     }
 
 

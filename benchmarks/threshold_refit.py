@@ -5,8 +5,10 @@ For each set: the version's per-image counts on every image (computed once), the
 `--draws` random label sets of each size; each policy's threshold is applied to the
 images not drawn and their pooled F is recorded. Differences are paired by draw; the
 95 % t interval is over the draws, i.e. over which images a project happened to label,
-for this one model (not over models); "worst 5 %" is the 5th percentile of a policy's
-difference to the version's own threshold over the draws (the projects it hurts most).
+for this one model (not over models; where a set has few label sets, e.g. 20 sets of 3 of
+`large/`'s 6 photos, draws repeat them and the interval is too narrow). "worst 5 %" is
+the 5th percentile of a policy's difference to the version's own threshold over the
+draws (the projects it hurts most).
 
     .venv/bin/python benchmarks/threshold_refit.py --registry REG [--sets cfd gaps384 large]
 """
@@ -62,7 +64,8 @@ def main() -> None:
                 choice = choose_threshold(labelled, loaded.threshold)
                 adopted += choice.threshold is not None
                 f["version"].append(pooled_f(others, loaded.threshold))
-                f["refit"].append(pooled_f(others, scores(labelled).ods_threshold))
+                refit = scores(labelled).ods_threshold  # 0 was never served: the version's
+                f["refit"].append(pooled_f(others, refit if refit > 0 else loaded.threshold))
                 f["guarded"].append(pooled_f(others, choice.threshold or loaded.threshold))
             means = "  ".join(f"{np.mean(f[x]):8.3f}" for x in POLICIES)
             diffs, tails = [], []

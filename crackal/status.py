@@ -43,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"project {pid}: serving {view.get('serving')} ({line})")
         own = view.get("threshold") or {}
         if own.get("version") == view.get("serving"):
-            print(f"  mask threshold {own['threshold']:.2f}, refitted on {own['labels']} labels")
+            value, labels = own.get("threshold"), own.get("labels")
+            if isinstance(value, int | float):
+                print(f"  mask threshold {value:.2f}, refitted on {labels} labels")
+            else:
+                print(f"  mask threshold: the version's own ({own.get('reason', 'not refitted')})")
         trained = view.get("last_trained")
         if trained:
             print(f"  last retrain: {trained.get('version')}: {trained.get('decision')}")

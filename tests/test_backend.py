@@ -563,8 +563,8 @@ def test_a_projects_refitted_threshold_makes_its_masks_and_only_for_its_version(
 def test_the_project_threshold_is_refitted_only_where_a_threshold_means_something(
     client, crack_data, settings
 ):
-    """Saved only when some label shows a crack and the best threshold is inside (0, 1);
-    otherwise nothing is saved that pre-annotations would ignore."""
+    """Used only when some label shows a crack, the best threshold is inside (0, 1) and it
+    wins leave-one-out; every decision on a version is recorded with its reason."""
     from backend.project_threshold import load_threshold, project_threshold
     from backend.retrain import refit_threshold
     from training.data import Loaded, find_samples, load
@@ -577,13 +577,17 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
     cracks = load(find_samples(crack_data / "cfd")[:3])
     everything = [Loaded(i.sample, i.image, np.ones_like(i.mask)) for i in cracks]
     kept = refit_threshold(service, 43, everything)  # best at 0: mark every pixel
-    assert kept["threshold"] is None and kept["refit"] == 0.0
-    assert load_threshold(settings.registry, 43) == {}  # nothing saved that nobody uses
+    assert kept["threshold"] is None and kept["refit"] == 0.0 and "is 0" in kept["reason"]
+    record = load_threshold(settings.registry, 43)
+    assert record["threshold"] is None and record["version"] == kept["version"]
+    assert project_threshold(settings.registry, 43, kept["version"]) is None
     # labels that agree with the model above a level: the refit finds that level
     model = service.holder.current().model
     probs = [predict_probs(model.model, item.image, model.encoder) for item in cracks]
     median = float(np.median(np.concatenate([p.ravel() for p in probs])))
     level = round(min(max(median, 0.02), 0.98), 2)  # on the threshold grid
+    if abs(level - model.threshold) < 0.02:  # the version's own would reproduce them too
+        level = round(model.threshold + 0.05, 2)
     agreeing = [Loaded(i.sample, i.image, p > level) for i, p in zip(cracks, probs, strict=True)]
     fitted = refit_threshold(service, 43, agreeing)
     assert fitted is not None and fitted["labels"] == 3 and fitted["labels_ods"] > 0.99
@@ -592,6 +596,12 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
     assert project_threshold(settings.registry, 43, fitted["version"]) == fitted["threshold"]
     # the same version, labels no threshold above 0 fits: its own serves again
     assert refit_threshold(service, 43, everything)["threshold"] is None
+    assert project_threshold(settings.registry, 43, fitted["version"]) is None
+    # a threshold an earlier release saved (no leave-one-out rule) is not used
+    legacy = {"version": fitted["version"], "threshold": fitted["threshold"], "labels": 3}
+    (settings.registry / "projects" / "project-43" / "threshold.json").write_text(
+        json.dumps(legacy)
+    )
     assert project_threshold(settings.registry, 43, fitted["version"]) is None
 
 

@@ -17,6 +17,7 @@ class ThresholdChoice:
     """`threshold`: the refit to use, or None (keep the version's own); the figures behind it."""
 
     threshold: float | None
+    reason: str  # why, in words
     refit: float  # the labelled images' pooled ODS threshold
     refit_f: float  # pooled F at `refit` (fitted and scored on the same images: optimistic)
     leave_one_out_f: float  # pooled F, each image at the threshold fitted on the others
@@ -32,18 +33,31 @@ def _f(rows: np.ndarray) -> np.ndarray:
 
 
 def choose_threshold(counts: Counts, version_threshold: float) -> ThresholdChoice:
-    """Per-image counts of the labelled images under the serving version -> the choice."""
+    """Per-image counts of the labelled images under the serving version -> the choice.
+
+    Leave-one-out replays the rule that ships: a threshold of 0 (every pixel) is never
+    served, the version's own serves instead."""
     per_image = _totals(counts)
     pooled = per_image.sum(1)  # 4 x thresholds
     f_pooled = _f(pooled)
     best = int(np.argmax(f_pooled))
+    fixed = int(np.clip(np.round(version_threshold * 100), 0, len(THRESHOLDS) - 1))
     held_out = np.zeros(4)
     for i in range(per_image.shape[1]):
-        others = pooled - per_image[:, i]
-        held_out += per_image[:, i, int(np.argmax(_f(others)))]
-    fixed = int(np.clip(np.round(version_threshold * 100), 0, len(THRESHOLDS) - 1))
+        fitted = int(np.argmax(_f(pooled - per_image[:, i])))
+        held_out += per_image[:, i, fitted if THRESHOLDS[fitted] > 0 else fixed]
     loo_f, version_f = float(_f(held_out)), float(f_pooled[fixed])
     refit = float(THRESHOLDS[best])
-    adopted = per_image.shape[1] >= 2 and refit > 0.0 and loo_f > version_f
-    chosen = refit if adopted else None
-    return ThresholdChoice(chosen, refit, float(f_pooled[best]), loo_f, version_f)
+    if per_image.shape[1] < 2:
+        adopted, reason = False, "one label: nothing to test a refit on"
+    elif refit <= 0.0:
+        adopted, reason = False, "the labels' best threshold is 0 (every pixel)"
+    elif loo_f > version_f:
+        adopted = True
+        reason = f"labels' {refit:.2f}: F {loo_f:.3f} leave-one-out > {version_f:.3f} at its own"
+    else:
+        adopted = False
+        reason = f"labels' {refit:.2f}: F {loo_f:.3f} leave-one-out <= {version_f:.3f} at its own"
+    return ThresholdChoice(
+        refit if adopted else None, reason, refit, float(f_pooled[best]), loo_f, version_f
+    )

@@ -247,6 +247,7 @@ def test_killed_workers_leave_the_old_version_serving_and_the_job_is_retried_to_
         cwd=Path(__file__).resolve().parents[2],
     ).stdout
     assert f"project {pid}: serving {new} (its own line)" in status
+    assert "  mask threshold" in status  # refitted, or the version's own with the reason
     assert f"retrain:{pid}: finished, attempt {done['attempt']}, on " in status
 
 
