@@ -20,8 +20,10 @@ def variables_read_by_the_code() -> set[str]:
     source = "\n".join(p.read_text() for p in (REPO / "backend").glob("*.py"))
     source += (REPO / "crackal" / "worker.py").read_text()
     source = source.replace('environ.get("RQ_JOB_ID")', "")
-    return set(re.findall(r'e(?:\.get\(|\[)"([A-Z_]+)"', source)) | set(
-        re.findall(r'environ\.get\("([A-Z_]+)"', source)
+    return (
+        set(re.findall(r'e(?:\.get\(|\[)"([A-Z_]+)"', source))
+        | set(re.findall(r'environ\.get\("([A-Z_]+)"', source))
+        | set(re.findall(r'_number\(e, "([A-Z_]+)"', source))  # numeric settings
     )
 
 
