@@ -14,6 +14,7 @@ from selection.queue_order import QUEUE_STRATEGIES
 from selection.ranking import DEFAULT_BAND
 from selection.strategies import Strategy
 from training.device import resolve_device
+from training.train import TrainConfig
 
 
 def _number(env: Mapping[str, str], name: str, default: Any, kind: type) -> Any:
@@ -147,8 +148,10 @@ class Settings:
             raise ValueError(f"CRACKAL_ADAPT_ENCODER must be frozen or trained: {encoder!r}")
         s.adapt_frozen_encoder = encoder == "frozen"
         s.skeleton_recall = _number(e, "CRACKAL_SKELETON_RECALL", s.skeleton_recall, float)
-        if not 0 <= s.skeleton_recall <= 10:  # NaN fails too
-            raise ValueError(f"CRACKAL_SKELETON_RECALL must be within [0, 10]: {s.skeleton_recall}")
+        try:  # the training settings' own rule, refused at start (NaN too)
+            TrainConfig(skeleton_recall=s.skeleton_recall)
+        except ValueError as exc:
+            raise ValueError(f"CRACKAL_SKELETON_RECALL: {exc}") from None
         s.job_retries = _number(e, "CRACKAL_JOB_RETRIES", s.job_retries, int)
         s.job_timeout = _number(e, "CRACKAL_JOB_TIMEOUT", s.job_timeout, int)
         if s.job_timeout < 1:

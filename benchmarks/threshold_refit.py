@@ -23,7 +23,7 @@ import numpy as np
 from training.campaign_report import t_interval
 from training.data import find_samples, load
 from training.evaluate import evaluate
-from training.metrics import COUNT_FIELDS, THRESHOLDS, Counts, prf, scores
+from training.metrics import COUNT_FIELDS, Counts, prf, scores, threshold_index
 from training.registry import Registry
 from training.threshold_choice import choose_threshold
 
@@ -31,7 +31,7 @@ POLICIES = ("version", "refit", "guarded")
 
 
 def pooled_f(counts: Counts, threshold: float) -> float:
-    i = int(np.clip(np.round(threshold * 100), 0, len(THRESHOLDS) - 1))
+    i = threshold_index(threshold)
     return float(prf(*(getattr(counts, k)[:, i].sum() for k in COUNT_FIELDS))[2])
 
 

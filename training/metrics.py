@@ -27,6 +27,11 @@ from scipy import ndimage
 THRESHOLDS = np.round(np.arange(100) / 100.0, 2)
 
 
+def threshold_index(threshold: float) -> int:
+    """The position of `threshold` on the grid (nearest grid value, clipped to it)."""
+    return int(np.clip(np.round(threshold * 100), 0, len(THRESHOLDS) - 1))
+
+
 @dataclass
 class Counts:
     """Per image and threshold, arrays of shape (images, 100), int64.

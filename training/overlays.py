@@ -10,7 +10,7 @@ import numpy as np
 
 from selection.plots import save_figure
 from training.data import Loaded
-from training.metrics import image_counts, scores
+from training.metrics import image_counts, scores, threshold_index
 from training.predict import predict_probs
 from training.registry import LoadedModel
 
@@ -30,7 +30,7 @@ def worst_overlays(
     fig, axes = plt.subplots(len(items), 3, figsize=(10, 2.6 * len(items)), squeeze=False)
     for row, item in zip(axes, items, strict=True):
         probs = predict_probs(loaded.model, item.image, loaded.encoder)
-        f = scores(image_counts(probs, item.mask)).f[round(threshold * 100)]
+        f = scores(image_counts(probs, item.mask)).f[threshold_index(threshold)]
         row[0].imshow(item.image)
         row[0].set_title(item.sample.image.name, fontsize=8)
         row[1].imshow(overlay(item.image, item.mask, (0, 255, 0)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.metrics import COUNT_FIELDS, THRESHOLDS, Counts, prf
+from training.metrics import COUNT_FIELDS, THRESHOLDS, Counts, prf, threshold_index
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def choose_threshold(counts: Counts, version_threshold: float) -> ThresholdChoic
     pooled = per_image.sum(1)  # 4 x thresholds
     f_pooled = _f(pooled)
     best = int(np.argmax(f_pooled))
-    fixed = int(np.clip(np.round(version_threshold * 100), 0, len(THRESHOLDS) - 1))
+    fixed = threshold_index(version_threshold)
     held_out = np.zeros(4)
     for i in range(per_image.shape[1]):
         fitted = int(np.argmax(_f(pooled - per_image[:, i])))
