@@ -1,11 +1,11 @@
-"""A project's own mask threshold: the serving version's pooled ODS threshold over the
-project's labelled images, refitted by each retrain once the project has enough labels and
-kept if it wins leave-one-out (`training.threshold_choice`).
+"""A project's own mask threshold: the serving version's own threshold moved toward the
+pooled ODS threshold of the project's labelled images, by each retrain once the project has
+enough labels, and kept if it wins leave-one-out (`training.threshold_choice`).
 
 Kept in `<registry>/projects/project-<id>/threshold.json` for one version, with the rule
-that chose it: a threshold for another version, or from before the leave-one-out rule, is
-not used (the version's own, from its validation set, is). A refused refit is recorded
-too (threshold null, with the figures), so the file always describes the last decision."""
+that chose it: a threshold for another version, or chosen by an earlier rule, is not used
+(the version's own, from its validation set, is). A refused refit is recorded too
+(threshold null, with the figures), so the file always describes the last decision."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def _path(registry_root: Path | str, project: int) -> Path:
     return project_folder(registry_root, project) / "threshold.json"
 
 
-RULE = "leave-one-out"  # thresholds saved by earlier releases lack it and are not used
+# thresholds saved by earlier releases carry no rule or "leave-one-out" (the refit served
+# unmoved, session 14) and are not used
+RULE = "moved, leave-one-out"
 
 
 def save_threshold(

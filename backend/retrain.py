@@ -312,11 +312,11 @@ def retrain_project(
 
 
 def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str, Any] | None:
-    """Fit the serving version's mask threshold on all the project's labelled images (pooled
-    ODS threshold) and keep it for the project's pre-annotations if it also wins leave-one-out
-    against the version's own threshold (`training.threshold_choice`); else the version's own
-    serves. The decision is recorded either way (`save_threshold`). None: too few labels, or
-    none shows a crack (nothing changes)."""
+    """Move the serving version's mask threshold toward the pooled ODS threshold of all the
+    project's labelled images, and keep it for the project's pre-annotations if it wins
+    leave-one-out against the version's own (`training.threshold_choice`); else the
+    version's own serves. The decision is recorded either way (`save_threshold`). None: too
+    few labels, or none shows a crack (nothing changes)."""
     if len(labels) < MIN_LABELS:
         return None
     if not any(item.mask.any() for item in labels):
@@ -329,6 +329,7 @@ def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str
     figures = {
         "version_threshold": loaded.threshold,
         "refit": choice.refit,
+        "moved": choice.moved,
         "labels_ods": choice.refit_f,
         "leave_one_out_f": choice.leave_one_out_f,
         "version_f": choice.version_f,

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if own.get("version") == view.get("serving"):
             value, labels = own.get("threshold"), own.get("labels")
             if isinstance(value, int | float):
-                print(f"  mask threshold {value:.2f}, refitted on {labels} labels")
+                print(f"  mask threshold {value:.2f} after {labels} labels ({own.get('reason')})")
             else:
                 print(f"  mask threshold: the version's own ({own.get('reason', 'not refitted')})")
         trained = view.get("last_trained")

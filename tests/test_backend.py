@@ -547,7 +547,13 @@ def test_a_projects_refitted_threshold_makes_its_masks_and_only_for_its_version(
     serving = client.application.config["crackal.service"].holder.current()
     loaded = serving.model
     probs = predict_probs(loaded.model, read_rgb(images[1]), loaded.encoder, runner=serving.onnx)
-    own = float(np.quantile(probs, 0.9))  # far from the version's own threshold
+    # far from the version's own threshold, and in the widest gap between the probabilities
+    # near their 90th percentile, so a last-bit difference between two runs cannot cross it
+    values = np.unique(probs)
+    at = int(np.searchsorted(values, np.quantile(probs, 0.9)))
+    near = values[max(at - 50, 0) : at + 51]
+    gap = int(np.argmax(np.diff(near)))
+    own = float((near[gap] + near[gap + 1]) / 2)
     save_threshold(settings.registry, 41, loaded.version, own, labels=5)
     save_threshold(settings.registry, 42, "v99", own, labels=5)  # fitted for another version
     task = {"id": 1, "data": {"photo": data_url(images[1])}}
@@ -569,6 +575,7 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
     from backend.retrain import refit_threshold
     from training.data import Loaded, find_samples, load
     from training.predict import predict_probs
+    from training.threshold_choice import moved_threshold
 
     service = client.application.config["crackal.service"]
     crack_free = load(find_samples(crack_data / "bsds500")[:3])
@@ -581,28 +588,34 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
     record = load_threshold(settings.registry, 43)
     assert record["threshold"] is None and record["version"] == kept["version"]
     assert project_threshold(settings.registry, 43, kept["version"]) is None
-    # labels that agree with the model above a level: the refit finds that level
+    # labels that agree with the model above a level far from the version's own: the refit
+    # finds that level, and 3 labels move the served threshold 3/10 of the way to it
     model = service.holder.current().model
     probs = [predict_probs(model.model, item.image, model.encoder) for item in cracks]
-    median = float(np.median(np.concatenate([p.ravel() for p in probs])))
-    level = round(min(max(median, 0.02), 0.98), 2)  # on the threshold grid
-    if abs(level - model.threshold) < 0.02:  # the version's own would reproduce them too
-        level = round(model.threshold + 0.05, 2)
+    pixels = np.concatenate([p.ravel() for p in probs])
+    odds = lambda x: np.log(x / (1 - x))  # noqa: E731
+    level = max(
+        (round(float(np.clip(np.quantile(pixels, q), 0.02, 0.98)), 2) for q in (0.5, 0.95)),
+        key=lambda x: abs(odds(x) - odds(model.threshold)),
+    )
     agreeing = [Loaded(i.sample, i.image, p > level) for i, p in zip(cracks, probs, strict=True)]
     fitted = refit_threshold(service, 43, agreeing)
     assert fitted is not None and fitted["labels"] == 3 and fitted["labels_ods"] > 0.99
-    assert 0.0 < fitted["threshold"] <= level  # the lowest threshold that reproduces them
+    assert fitted["refit"] <= level  # the lowest threshold that reproduces them
+    assert fitted["threshold"] == moved_threshold(fitted["refit"], model.threshold, 3)
+    low, high = sorted((model.threshold, fitted["refit"]))
+    assert low < fitted["threshold"] < high and "3/10 of the way" in fitted["reason"]
     assert fitted["leave_one_out_f"] > fitted["version_f"]
     assert project_threshold(settings.registry, 43, fitted["version"]) == fitted["threshold"]
     # the same version, labels no threshold above 0 fits: its own serves again
     assert refit_threshold(service, 43, everything)["threshold"] is None
     assert project_threshold(settings.registry, 43, fitted["version"]) is None
-    # a threshold an earlier release saved (no leave-one-out rule) is not used
-    legacy = {"version": fitted["version"], "threshold": fitted["threshold"], "labels": 3}
-    (settings.registry / "projects" / "project-43" / "threshold.json").write_text(
-        json.dumps(legacy)
-    )
-    assert project_threshold(settings.registry, 43, fitted["version"]) is None
+    # a threshold an earlier release saved (no rule, or session 14's unmoved refit) is not used
+    path = settings.registry / "projects" / "project-43" / "threshold.json"
+    for rule in ({}, {"rule": "leave-one-out"}):
+        legacy = {"version": fitted["version"], "threshold": fitted["threshold"], "labels": 3}
+        path.write_text(json.dumps({**legacy, **rule}))
+        assert project_threshold(settings.registry, 43, fitted["version"]) is None
 
 
 def test_setup_queues_a_scoring_once_per_version_and_options(settings):
