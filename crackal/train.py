@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--skeleton-recall",
         type=float,
         metavar="W",
-        help="weight of the skeleton recall term for thin cracks (default: 0, or 1 with --from)",
+        help="weight of the skeleton recall term for thin cracks (default: 1; 0 = BCE + Dice)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

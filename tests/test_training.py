@@ -170,7 +170,7 @@ def test_the_adaptation_preset_trains_the_decoder_only_at_half_the_base_rate():
     adapt, base = TrainConfig.adapt(), TrainConfig.base()
     assert adapt.freeze_encoder and not base.freeze_encoder
     assert adapt.lr_decoder == base.lr_decoder / 2 and adapt.steps == 60
-    assert adapt.skeleton_recall == 1.0 and base.skeleton_recall == 0.0
+    assert adapt.skeleton_recall == 1.0 and base.skeleton_recall == 1.0
 
 
 def test_learning_rate_anneals_over_whichever_budget_ends_first():
