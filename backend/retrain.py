@@ -316,13 +316,21 @@ def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str
     project's labelled images, and keep it for the project's pre-annotations if it wins
     leave-one-out against the version's own (`training.threshold_choice`); else the
     version's own serves. The decision is recorded either way (`save_threshold`). None: too
-    few labels, or none shows a crack (nothing changes)."""
-    if len(labels) < MIN_LABELS:
-        return None
-    if not any(item.mask.any() for item in labels):
-        log.info("project %s: threshold not refitted: no label shows a crack", project_id)
-        return None
+    few labels, or none shows a crack; the version's own serves (a threshold fitted on labels
+    since deleted or emptied does not stay)."""
     registry = service.holder.registry
+    unfit = None
+    if len(labels) < MIN_LABELS:
+        unfit = f"{len(labels)} label(s), fewer than {MIN_LABELS}"
+    elif not any(item.mask.any() for item in labels):
+        unfit = "no label shows a crack"
+    if unfit is not None:
+        version = registry.current(project_id)
+        if version is not None:
+            save_threshold(service.settings.registry, project_id, version, None, len(labels),
+                           reason=unfit)  # fmt: skip
+        log.info("project %s: threshold not refitted: %s", project_id, unfit)
+        return None
     loaded = registry.load("current", project_id)
     counts = evaluate(loaded.model, loaded.encoder, labels).counts
     choice = choose_threshold(counts, loaded.threshold)

@@ -610,6 +610,12 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
     # the same version, labels no threshold above 0 fits: its own serves again
     assert refit_threshold(service, 43, everything)["threshold"] is None
     assert project_threshold(settings.registry, 43, fitted["version"]) is None
+    # labels deleted below 3, or emptied: the threshold fitted before them does not stay
+    for fewer, why in ((agreeing[:2], "fewer than 3"), (crack_free, "no label shows a crack")):
+        assert refit_threshold(service, 43, agreeing)["threshold"] == fitted["threshold"]
+        assert refit_threshold(service, 43, fewer) is None
+        assert project_threshold(settings.registry, 43, fitted["version"]) is None
+        assert why in load_threshold(settings.registry, 43)["reason"]
     # a threshold an earlier release saved (no rule, or session 14's unmoved refit) is not used
     path = settings.registry / "projects" / "project-43" / "threshold.json"
     for rule in ({}, {"rule": "leave-one-out"}):
