@@ -48,6 +48,17 @@ def save_threshold(
         json.dump(state, fh)
 
 
+def forget_threshold(registry_root: Path | str, project: int, reason: str) -> bool:
+    """The project's labels are gone or unusable: a threshold fitted on them stops serving
+    (recorded as the version's own, with `reason`). True when one was serving."""
+    state = load_threshold(registry_root, project)
+    version = state.get("version")
+    if state.get("threshold") is None or not isinstance(version, str):
+        return False
+    save_threshold(registry_root, project, version, None, 0, reason=reason)
+    return True
+
+
 def load_threshold(registry_root: Path | str, project: int) -> dict[str, Any]:
     try:
         state = json.loads(_path(registry_root, project).read_text())

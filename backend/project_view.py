@@ -9,7 +9,7 @@ from typing import Any
 
 from backend.last_retrain import read_last_retrain
 from backend.pool_store import PoolStore
-from backend.project_threshold import load_threshold
+from backend.project_threshold import load_threshold, project_threshold
 from training.registry import Registry, RegistryError
 
 
@@ -37,7 +37,7 @@ def project_view(registry: Registry, project: int) -> dict[str, Any]:
         "serving": serving,
         "metrics": metrics,
         "own_line": registry.own_current(project) is not None,
-        "threshold": load_threshold(registry.root, project) or None,
+        "threshold": _threshold(registry.root, project, serving),
         "last_switch": history[-1] if history else None,
         "last_trained": (
             {k: trained.get(k) for k in ("version", "decision", "time")} if trained else None
@@ -81,3 +81,13 @@ def _counts(tasks: dict[str, str], labels: dict[str, str]) -> dict[str, int]:
 def all_projects(registry_root: Path | str) -> dict[str, dict[str, Any]]:
     registry = Registry(registry_root)
     return {str(p): project_view(registry, p) for p in known_projects(registry)}
+
+
+def _threshold(root: Any, project: int, serving: str | None) -> dict[str, Any] | None:
+    """The last threshold decision recorded, and whether the serving version's masks use it
+    (`in_use`: a decision for another version, or by an earlier rule, is not)."""
+    record = load_threshold(root, project)
+    if not record:
+        return None
+    in_use = serving is not None and project_threshold(root, project, serving) is not None
+    return {**record, "in_use": in_use}

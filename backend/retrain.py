@@ -30,7 +30,7 @@ from backend.edit_records import EditLog, EditRecord, make_record, starting_pred
 from backend.last_retrain import read_last_retrain, write_last_retrain
 from backend.pool_store import PoolStore
 from backend.prediction_label import labelled_version
-from backend.project_threshold import MIN_LABELS, save_threshold
+from backend.project_threshold import MIN_LABELS, forget_threshold, save_threshold
 from backend.retention import apply_retention
 from backend.service import RescoreReport, Service
 from backend.task_image import TaskImageError
@@ -236,11 +236,14 @@ def retrain_project(
     revisions = label_revisions(service, project_id)
     before = last_trained(service, project_id)
     waiting = _too_few_changes(project_id, revisions, before, min_changes)
+    if not revisions:  # every label deleted
+        forget_threshold(settings.registry, project_id, "no labels")
     if waiting is not None:
         return waiting
     folder, task_ids, skipped = export_labels(service, project_id)
     skipped_out = {str(k): v for k, v in skipped.items()}
     if not task_ids:
+        forget_threshold(settings.registry, project_id, "no usable labels")
         everything = fingerprint(revisions, revisions)
         every = {str(t): _revision(r) for t, r in revisions.items()}
         _record_trained(

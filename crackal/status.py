@@ -44,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
         own = view.get("threshold") or {}
         if own.get("version") == view.get("serving"):
             value, labels = own.get("threshold"), own.get("labels")
-            if isinstance(value, int | float):
+            if own.get("in_use"):
                 print(f"  mask threshold {value:.2f} after {labels} labels ({own.get('reason')})")
+            elif isinstance(value, int | float):
+                print(f"  mask threshold: the version's own ({value:.2f} was chosen by an "
+                      "earlier release's rule, not used)")  # fmt: skip
             else:
                 print(f"  mask threshold: the version's own ({own.get('reason', 'not refitted')})")
         trained = view.get("last_trained")

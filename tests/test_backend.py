@@ -571,7 +571,7 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
 ):
     """Used only when some label shows a crack, the best threshold is inside (0, 1) and it
     wins leave-one-out; every decision on a version is recorded with its reason."""
-    from backend.project_threshold import load_threshold, project_threshold
+    from backend.project_threshold import forget_threshold, load_threshold, project_threshold
     from backend.retrain import refit_threshold
     from training.data import Loaded, find_samples, load
     from training.predict import predict_probs
@@ -622,6 +622,15 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
         legacy = {"version": fitted["version"], "threshold": fitted["threshold"], "labels": 3}
         path.write_text(json.dumps({**legacy, **rule}))
         assert project_threshold(settings.registry, 43, fitted["version"]) is None
+        shown = client.get("/health").get_json()["projects"]["43"]["threshold"]
+        assert shown["threshold"] == fitted["threshold"] and shown["in_use"] is False
+    # a fresh decision serves and says so; every label deleted, it stops serving
+    refit_threshold(service, 43, agreeing)
+    assert client.get("/health").get_json()["projects"]["43"]["threshold"]["in_use"] is True
+    assert forget_threshold(settings.registry, 43, "no labels")
+    shown = client.get("/health").get_json()["projects"]["43"]["threshold"]
+    assert shown["in_use"] is False and shown["reason"] == "no labels"
+    assert not forget_threshold(settings.registry, 43, "no labels")  # nothing left to forget
 
 
 def test_setup_queues_a_scoring_once_per_version_and_options(settings):

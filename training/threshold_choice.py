@@ -60,17 +60,26 @@ def choose_threshold(
     counts: Counts, version_threshold: float, prior: float = PRIOR_LABELS
 ) -> ThresholdChoice:
     """Per-image counts of the labelled images under the serving version -> the choice.
-    Leave-one-out replays the rule that ships, the move included."""
+
+    Leave-one-out replays the rule that ships, the move included: where the others show
+    no crack pixel, the version's own serves (as `backend.retrain` does). The folds fit on
+    n - 1 labels even where that is below the backend's minimum of 3: they estimate what
+    the rule does with labels like these, not whether the gate would open."""
     per_image = _totals(counts)
     n = per_image.shape[1]
+    if n == 0:
+        raise ValueError("no labelled images to choose a threshold on")
     pooled = per_image.sum(1)  # 4 x thresholds
     f_pooled = _f(pooled)
     refit = float(THRESHOLDS[int(np.argmax(f_pooled))])
     fixed = threshold_index(version_threshold)
+    crack = per_image[2:, :, 0].sum(0)  # found + fn at any threshold: the crack pixels
     held_out = np.zeros(4)
     for i in range(n):
-        fitted = float(THRESHOLDS[int(np.argmax(_f(pooled - per_image[:, i])))])
-        at = threshold_index(moved_threshold(fitted, version_threshold, n - 1, prior))
+        at = fixed
+        if crack.sum() > crack[i]:
+            fitted = float(THRESHOLDS[int(np.argmax(_f(pooled - per_image[:, i])))])
+            at = threshold_index(moved_threshold(fitted, version_threshold, n - 1, prior))
         held_out += per_image[:, i, at]
     loo_f, version_f = float(_f(held_out)), float(f_pooled[fixed])
     moved = moved_threshold(refit, version_threshold, n, prior)
@@ -83,10 +92,10 @@ def choose_threshold(
         adopted, reason = False, f"{share} is its own"
     elif loo_f > version_f:
         adopted = True
-        reason = f"{moved:.2f}, {share}: F {loo_f:.3f} leave-one-out > {version_f:.3f} at its own"
+        reason = f"{share}: F {loo_f:.3f} leave-one-out > {version_f:.3f} at its own"
     else:
         adopted = False
-        reason = f"{moved:.2f}, {share}: F {loo_f:.3f} leave-one-out <= {version_f:.3f} at its own"
+        reason = f"{share} ({moved:.2f}): F {loo_f:.3f} leave-one-out <= {version_f:.3f} at its own"
     return ThresholdChoice(
         moved if adopted else None,
         reason,
