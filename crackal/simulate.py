@@ -108,7 +108,12 @@ def run(args: argparse.Namespace) -> int:
             train_items,
             val,
             note="crackal simulate: base model M",
-            config=TrainConfig.base(steps=args.base_steps, max_minutes=10**6, patience=10**6),
+            config=TrainConfig.base(
+                steps=args.base_steps,
+                max_minutes=10**6,
+                patience=10**6,
+                skeleton_recall=0.0,  # the base loss of every committed campaign
+            ),
         )
     base = registry.load("current")
     split, pool, tests = {}, [], {}
