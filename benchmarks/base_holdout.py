@@ -1,7 +1,9 @@
-"""Two base models compared on sets neither trained on: ODS of each per set, and the paired
-difference with a 95 % bootstrap interval over the set's images (each resample scores both
-models on the same images). The interval covers which images a set happens to hold, for
-these two trained models; it says nothing of training seeds (train more seeds for that).
+"""Two base models compared on sets neither trained on, per set: ODS (each model at the
+set's best threshold), and F at each model's own threshold (what a project's
+pre-annotations get before any label), with the paired difference and a 95 % bootstrap
+interval over the set's images (each resample scores both models on the same images). The
+interval covers which images a set happens to hold, for these two trained models; it says
+nothing of training seeds (train more seeds for that), and little for a set of a few images.
 
     .venv/bin/python benchmarks/base_holdout.py --registries REG_A REG_B
         [--sets cfd gaps384 large crack500] [--resamples 2000]
@@ -16,15 +18,14 @@ import numpy as np
 
 from training.data import find_samples, load
 from training.evaluate import evaluate
-from training.metrics import COUNT_FIELDS, Counts, prf
+from training.metrics import COUNT_FIELDS, Counts, prf, threshold_index
 from training.registry import Registry
 
 
-def ods(counts: Counts, rows: np.ndarray | None = None) -> float:
-    """Pooled F at the best threshold over the images `rows` (all by default)."""
-    totals = [getattr(counts, k)[rows if rows is not None else slice(None)].sum(0)
-              for k in COUNT_FIELDS]  # fmt: skip
-    return float(prf(*totals)[2].max())
+def pooled_f(counts: Counts, rows: np.ndarray | slice, threshold: float | None) -> float:
+    """Pooled F over the images `rows`: at `threshold`, or at the best one (ODS) for None."""
+    f = prf(*(getattr(counts, k)[rows].sum(0) for k in COUNT_FIELDS))[2]
+    return float(f.max() if threshold is None else f[threshold_index(threshold)])
 
 
 def main() -> None:
@@ -35,6 +36,7 @@ def main() -> None:
     p.add_argument("--resamples", type=int, default=2000)
     args = p.parse_args()
     models = [Registry(root).load("current") for root in args.registries]
+    thresholds = tuple(m.threshold for m in models)
     for root, loaded in zip(args.registries, models, strict=True):
         val = loaded.meta.get("metrics", {}).get("val", {})
         training = loaded.meta.get("training", {})
@@ -44,17 +46,19 @@ def main() -> None:
             f"threshold {loaded.threshold}, {training.get('steps')} steps, seed "
             f"{config.get('seed')}, skeleton recall {config.get('skeleton_recall', 0.0)}"
         )
-    print(f"\n{'set':8s} {'images':>6s}  {'ODS A':>6s}  {'ODS B':>6s}  B - A [95 % bootstrap]")
+    print(f"\n{'set':8s} {'images':>6s}  {'score':14s} {'A':>6s} {'B':>6s}  B - A [95 % bootstrap]")
     rng = np.random.default_rng(0)
     for name in args.sets:
         items = load(find_samples(args.data / name))
         a, b = (evaluate(m.model, m.encoder, items).counts for m in models)
         n = len(items)
         draws = [rng.integers(0, n, n) for _ in range(args.resamples)]
-        diffs = np.array([ods(b, rows) - ods(a, rows) for rows in draws])
-        low, high = np.percentile(diffs, [2.5, 97.5])
-        print(f"{name:8s} {n:6d}  {ods(a):6.3f}  {ods(b):6.3f}  {ods(b) - ods(a):+.3f} "
-              f"[{low:+.3f}, {high:+.3f}]", flush=True)  # fmt: skip
+        for score, (ta, tb) in (("ODS", (None, None)), ("F at its own", thresholds)):
+            diffs = [pooled_f(b, rows, tb) - pooled_f(a, rows, ta) for rows in draws]
+            low, high = np.percentile(diffs, [2.5, 97.5])
+            fa, fb = pooled_f(a, slice(None), ta), pooled_f(b, slice(None), tb)
+            print(f"{name:8s} {n:6d}  {score:14s} {fa:6.3f} {fb:6.3f}  {fb - fa:+.3f} "
+                  f"[{low:+.3f}, {high:+.3f}]", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,29 +1,34 @@
 """A project's threshold from its first labels: the version's own, the labels' pooled ODS
 threshold (`refit`, sessions 10-13), that refit only when it wins leave-one-out (`guarded`,
-session 14), or the refit moved part of the way from the version's own, when that wins
-leave-one-out (`shipped`: training.threshold_choice).
+session 14: the rule with a prior of 0), or the refit moved `labels / (labels + P)` of the
+way from the version's own in log-odds when that wins leave-one-out (`moved-P`; P = 7
+ships: training.threshold_choice).
 
 For each set: the version's per-image counts on every image (computed once), then label
 sets of each size drawn two ways:
-- `random`: `--draws` uniform draws;
+- `random`: `--draws` uniform draws (every set, once each, where there are fewer);
 - `queue`: the order a project's queue serves (`kcenter` from the version's training set
   P, in the version's own features, as the backend orders it): draw 0 is the whole set's
   first picks; each further draw is the first picks of a random 80 % of the set, i.e. of a
-  project that holds most of these images (a walk-through labels draw 0).
-Each policy's threshold is applied to the images not drawn and their pooled F is recorded.
-Differences are paired by draw; the 95 % t interval is over the draws, i.e. over which
-images a project happened to label, for this one model (not over models). Draws repeat
-or overlap where a set is small (`large/`'s 6 photos; queue draws share their farthest
-images), so the interval is too narrow there. "worst 5 %" is the 5th percentile of a
-policy's difference to the version's own threshold over the draws (the projects it hurts
-most).
+  project that holds most of these images (a walk-through labels draw 0). Queue draws
+  repeat the farthest images, so many are the same label set.
+Each policy's threshold is applied to the images not drawn and their pooled F is
+recorded. Repeated label sets count once (`sets`): differences to the version's own are
+paired by label set, and the 95 % t interval is over the distinct sets, i.e. over which
+images a project happened to label, for this one model (not over models or training
+seeds). "worst 5 %" is the 5th percentile of that difference over the sets (the projects
+a policy hurts most). No correction for the many comparisons: read the intervals as
+descriptive.
 
     .venv/bin/python benchmarks/threshold_refit.py --registry REG [--sets cfd gaps384 large]
+        [--priors 3 7 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,8 +46,6 @@ from training.model_features import extractor_from_model
 from training.registry import LoadedModel, Registry
 from training.threshold_choice import PRIOR_LABELS, choose_threshold
 
-POLICIES = ("version", "refit", "guarded", "shipped")
-COMPARED = POLICIES[1:]  # each against the version's own
 DRAWS = ("random", "queue")
 QUEUE_SHARE = 0.8  # of the set a further queue draw's project holds
 
@@ -53,9 +56,17 @@ def pooled_f(counts: Counts, threshold: float) -> float:
 
 
 def random_draws(n: int, k: int, draws: int, seed: int = 0) -> Iterator[np.ndarray]:
+    if math.comb(n, k) <= draws:
+        yield from (np.array(c) for c in itertools.combinations(range(n), k))
+        return
     rng = np.random.default_rng(seed)
     for _ in range(draws):
         yield rng.choice(n, k, replace=False)
+
+
+def distinct(drawn_sets: list[np.ndarray]) -> list[np.ndarray]:
+    seen = {tuple(sorted(int(i) for i in d)) for d in drawn_sets}
+    return [np.array(s) for s in sorted(seen)]
 
 
 def queue_draws(
@@ -68,6 +79,15 @@ def queue_draws(
         )  # fmt: skip
         state = RoundState(primary=primary, pool=pool[held], rng=rng)
         yield held[choose(Strategy.KCENTER, state, k)]
+
+
+def thresholds(labelled: Counts, own: float, priors: dict[str, float]) -> dict[str, float | None]:
+    """Each policy's threshold for these labels; None: the version's own serves."""
+    refit = scores(labelled).ods_threshold  # 0 was never served
+    chosen: dict[str, float | None] = {"version": None, "refit": refit if refit > 0 else None}
+    for policy, prior in priors.items():
+        chosen[policy] = choose_threshold(labelled, own, prior).threshold
+    return chosen
 
 
 def features(loaded: LoadedModel, paths: list[Path]) -> np.ndarray:
@@ -89,17 +109,19 @@ def main() -> None:
     p.add_argument("--draw", nargs="+", choices=DRAWS, default=list(DRAWS))
     p.add_argument("--draws", type=int, default=300, help="random draws per size")
     p.add_argument("--queue-draws", type=int, default=50, help="queue draws per size")
+    p.add_argument("--priors", type=float, nargs="+", default=[PRIOR_LABELS],
+                   help=f"P of each moved rule to compare (shipped: {PRIOR_LABELS})")  # fmt: skip
     args = p.parse_args()
     loaded = Registry(args.registry).load("current")
     print(f"version {loaded.version}, its own threshold {loaded.threshold}")
     primary = None
     if "queue" in args.draw:
         primary = features(loaded, list_images(args.primary or args.data / "deepcrack/train"))
-    print(f"the shipped rule counts the version's own threshold as {PRIOR_LABELS} labels")
-    print(f"\n{'set':8s} {'draw':6s} {'labels':>6s} {'draws':>5s}  "
-          + "  ".join(f"{x:>8s}" for x in POLICIES)
-          + "".join(f"  {x + ' - version':24s}" for x in COMPARED)
-          + "  adopted: guarded shipped  worst 5 %: " + " ".join(COMPARED))  # fmt: skip
+    print(f"the shipped rule: P = {PRIOR_LABELS}")
+    print(f"\n{'set':8s} {'draw':6s} {'labels':>6s} {'draws':>5s} {'sets':>5s}  {'policy':9s} "
+          f"{'F':>6s}  {'- version [95 % t]':26s} {'worst 5 %':>9s} {'adopted':>7s}")  # fmt: skip
+    priors = {"guarded": 0.0, **{f"moved-{p:g}": p for p in args.priors}}
+    own = loaded.threshold
     for name in args.sets:
         samples = find_samples(args.data / name)
         counts = evaluate(loaded.model, loaded.encoder, load(samples)).counts
@@ -113,33 +135,24 @@ def main() -> None:
                     drawn_sets = list(random_draws(n, k, args.draws))
                 else:
                     drawn_sets = list(queue_draws(primary, pool, k, args.queue_draws))
-                f = {policy: [] for policy in POLICIES}
-                adopted = {"guarded": 0, "shipped": 0}
-                for drawn in drawn_sets:
-                    rest = np.setdiff1d(np.arange(n), drawn)
-                    labelled, others = counts.subset(drawn), counts.subset(rest)
-                    refit = scores(labelled).ods_threshold  # 0 was never served
-                    chosen = {
-                        "version": None,
-                        "refit": refit if refit > 0 else None,
-                        "guarded": choose_threshold(labelled, loaded.threshold, 0).threshold,
-                        "shipped": choose_threshold(labelled, loaded.threshold).threshold,
-                    }
-                    for policy, threshold in chosen.items():
-                        f[policy].append(pooled_f(others, threshold or loaded.threshold))
-                    for policy in adopted:
-                        adopted[policy] += chosen[policy] is not None
-                means = "  ".join(f"{np.mean(f[x]):8.3f}" for x in POLICIES)
-                diffs, tails = [], []
-                for policy in COMPARED:
+                label_sets = distinct(drawn_sets)
+                f: dict[str, list[float]] = {}
+                adopted = dict.fromkeys(priors, 0)
+                for drawn in label_sets:
+                    others = counts.subset(np.setdiff1d(np.arange(n), drawn))
+                    for policy, threshold in thresholds(counts.subset(drawn), own, priors).items():
+                        f.setdefault(policy, []).append(pooled_f(others, threshold or own))
+                        adopted[policy] = adopted.get(policy, 0) + (threshold is not None)
+                m = len(label_sets)
+                head = f"{name:8s} {draw:6s} {k:6d} {len(drawn_sets):5d} {m:5d}"
+                print(f"{head}  {'version':9s} {np.mean(f['version']):6.3f}")
+                for policy in [p for p in f if p != "version"]:
                     gain = np.array(f[policy]) - np.array(f["version"])
                     mean, low, high = t_interval(gain)
-                    diffs.append(f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]   ")
-                    tails.append(f"{np.percentile(gain, 5):+.3f}")
-                m = len(drawn_sets)
-                shares = "  ".join(f"{adopted[x] / m:7.0%}" for x in adopted)
-                print(f"{name:8s} {draw:6s} {k:6d} {m:5d}  {means}  {'  '.join(diffs)}  "
-                      f"{shares}            {' '.join(tails)}", flush=True)  # fmt: skip
+                    share = f"{adopted[policy] / m:7.0%}" if policy in priors else ""
+                    print(f"{head}  {policy:9s} {np.mean(f[policy]):6.3f}  {mean:+.3f} "
+                          f"[{low:+.3f}, {high:+.3f}]        {np.percentile(gain, 5):+9.3f} "
+                          f"{share}", flush=True)  # fmt: skip
         best = scores(counts).ods_threshold
         print(f"{name}: best threshold over all {n} images {best:.2f} (oracle F "
               f"{pooled_f(counts, best):.3f})")  # fmt: skip
