@@ -51,8 +51,8 @@ def _run_job(
     s = service.settings
     least = kind.least_changes(s.retrain_threshold)
     nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock
-    if nothing_to_do is not None:
-        return nothing_to_do
+    if nothing_to_do is not None and nothing_to_do["status"] != "no labels yet":
+        return nothing_to_do  # (every label deleted goes on: a fitted threshold is dropped)
 
     def rescore(project_id: int) -> RescoreReport:
         run, pages = None, []

@@ -50,7 +50,8 @@ def save_threshold(
 
 def forget_threshold(registry_root: Path | str, project: int, reason: str) -> bool:
     """The project's labels are gone or unusable: a threshold fitted on them stops serving
-    (recorded as the version's own, with `reason`). True when one was serving."""
+    (recorded as the version's own, with `reason`). True when a threshold was recorded
+    (whether or not it was in use: the caller re-scores to be sure)."""
     state = load_threshold(registry_root, project)
     version = state.get("version")
     if state.get("threshold") is None or not isinstance(version, str):
@@ -71,9 +72,14 @@ def project_threshold(registry_root: Path | str, project: int | None, version: s
     """The project's threshold for `version`, or None (use the version's own)."""
     if project is None:
         return None
-    state = load_threshold(registry_root, project)
+    return threshold_for(load_threshold(registry_root, project), version)
+
+
+def threshold_for(state: dict[str, Any], version: str | None) -> float | None:
+    """The threshold a recorded decision gives `version`'s masks, or None (its own): only a
+    decision for that version, by this rule, with a value inside (0, 1)."""
     value = state.get("threshold")
-    if state.get("version") != version or state.get("rule") != RULE:
+    if version is None or state.get("version") != version or state.get("rule") != RULE:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None

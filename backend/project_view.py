@@ -9,7 +9,7 @@ from typing import Any
 
 from backend.last_retrain import read_last_retrain
 from backend.pool_store import PoolStore
-from backend.project_threshold import load_threshold, project_threshold
+from backend.project_threshold import load_threshold, threshold_for
 from training.registry import Registry, RegistryError
 
 
@@ -89,5 +89,4 @@ def _threshold(root: Any, project: int, serving: str | None) -> dict[str, Any] |
     record = load_threshold(root, project)
     if not record:
         return None
-    in_use = serving is not None and project_threshold(root, project, serving) is not None
-    return {**record, "in_use": in_use}
+    return {**record, "in_use": threshold_for(record, serving) is not None}

@@ -235,15 +235,18 @@ def retrain_project(
     settings = service.settings
     revisions = label_revisions(service, project_id)
     before = last_trained(service, project_id)
+    rescore = rescore or service.rescore_project
     waiting = _too_few_changes(project_id, revisions, before, min_changes)
-    if not revisions:  # every label deleted
-        forget_threshold(settings.registry, project_id, "no labels")
+    if not revisions and forget_threshold(settings.registry, project_id, "no labels"):
+        rescore(project_id)  # every label deleted: masks at the version's own threshold again
+        return {**waiting, "threshold": "the version's own again"}
     if waiting is not None:
         return waiting
     folder, task_ids, skipped = export_labels(service, project_id)
     skipped_out = {str(k): v for k, v in skipped.items()}
     if not task_ids:
-        forget_threshold(settings.registry, project_id, "no usable labels")
+        if forget_threshold(settings.registry, project_id, "no usable labels"):
+            rescore(project_id)
         everything = fingerprint(revisions, revisions)
         every = {str(t): _revision(r) for t, r in revisions.items()}
         _record_trained(
@@ -296,7 +299,7 @@ def retrain_project(
         held,
         {str(t): _revision(revisions[t]) for t in trained},
     )
-    rescored = (rescore or service.rescore_project)(project_id)
+    rescored = rescore(project_id)
     return {
         "status": "trained",
         "project": project_id,
@@ -352,6 +355,8 @@ def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str
     )  # fmt: skip
     if choice.threshold is None:
         log.info("project %s: threshold %s kept: %s", project_id, loaded.threshold, choice.reason)
+    else:
+        log.info("project %s: threshold %s: %s", project_id, choice.threshold, choice.reason)
     return {
         "version": loaded.version,
         "threshold": choice.threshold,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import Any
 
 import requests
+
+from backend.project_threshold import RULE, threshold_for
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +20,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the backend's address (default: $CRACKAL_URL or http://127.0.0.1:9090)",
     )
     p.set_defaults(run=run)
+
+
+def threshold_line(record: Any, serving: str | None) -> str | None:
+    """What status says of a project's mask threshold decision (None: none recorded for the
+    serving version). Read with the backend's own rule, so odd values are not trusted."""
+    if not isinstance(record, dict) or record.get("version") != serving:
+        return None
+    value = threshold_for(record, serving)
+    labels, reason = record.get("labels"), record.get("reason", "not refitted")
+    if value is not None:
+        return f"  mask threshold {value:.2f} after {labels} labels ({reason})"
+    if record.get("rule") != RULE:
+        reason = "a decision by an earlier release's rule, not used"
+    return f"  mask threshold: the version's own ({reason})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,16 +58,9 @@ def run(args: argparse.Namespace) -> int:
     for pid, view in sorted((health.get("projects") or {}).items(), key=lambda kv: int(kv[0])):
         line = "its own line" if view.get("own_line") else "the shared base model"
         print(f"project {pid}: serving {view.get('serving')} ({line})")
-        own = view.get("threshold") or {}
-        if own.get("version") == view.get("serving"):
-            value, labels = own.get("threshold"), own.get("labels")
-            if own.get("in_use"):
-                print(f"  mask threshold {value:.2f} after {labels} labels ({own.get('reason')})")
-            elif isinstance(value, int | float):
-                print(f"  mask threshold: the version's own ({value:.2f} was chosen by an "
-                      "earlier release's rule, not used)")  # fmt: skip
-            else:
-                print(f"  mask threshold: the version's own ({own.get('reason', 'not refitted')})")
+        said = threshold_line(view.get("threshold"), view.get("serving"))
+        if said:
+            print(said)
         trained = view.get("last_trained")
         if trained:
             print(f"  last retrain: {trained.get('version')}: {trained.get('decision')}")

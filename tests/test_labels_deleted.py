@@ -1,0 +1,64 @@
+"""Every label of a project deleted: the threshold fitted on them stops serving, through the
+job path the worker runs, and the pool is re-scored at the version's own threshold. A local
+server plays a Label Studio project with tasks and no labels."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
+
+import pytest
+
+from backend.job_functions import run_job
+from backend.project_threshold import load_threshold, project_threshold, save_threshold
+from backend.service import Service
+from backend.settings import Settings
+from tests.peer_server import Peer, client_of
+
+PROJECT = 7
+CONFIG = (
+    '<View><Image name="img" value="$photo"/><BrushLabels name="paint" toName="img">'
+    '<Label value="Crack"/></BrushLabels></View>'
+)
+
+
+class EmptiedProject(Peer):
+    def do_GET(self) -> None:  # noqa: N802 (http.server names it)
+        url = urlparse(self.path)
+        if url.path.startswith("/api/tasks"):
+            self.reply(200, json.dumps({"tasks": [], "total": 0}).encode())
+        elif url.path.rstrip("/") == f"/api/projects/{PROJECT}":
+            self.reply(
+                200,
+                json.dumps({"id": PROJECT, "title": "emptied", "label_config": CONFIG}).encode(),
+            )
+        else:
+            self.reply(404, b"{}")
+
+    def do_PATCH(self) -> None:  # noqa: N802 (the re-score sets the project's task order)
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.reply(200, json.dumps({"id": PROJECT, "label_config": CONFIG}).encode())
+
+
+@pytest.fixture(scope="module")
+def service(tiny_registry, tmp_path_factory):
+    with client_of(EmptiedProject) as client:
+        settings = Settings(label_studio_url=client.url, label_studio_api_key="k" * 40,
+                            registry=tiny_registry.root,
+                            cache=tmp_path_factory.mktemp("emptied"))  # fmt: skip
+        yield Service(settings)
+
+
+@pytest.mark.parametrize("kind", ["idle", "retrain", "reconcile"])
+def test_a_threshold_fitted_on_labels_since_deleted_stops_serving(service, kind):
+    registry = service.settings.registry
+    version = service.holder.registry.current(PROJECT)
+    save_threshold(registry, PROJECT, version, 0.42, 5, reason="fitted on 5 labels")
+    assert project_threshold(registry, PROJECT, version) == 0.42
+    result = run_job(kind, PROJECT, service)
+    assert result["status"] == "no labels yet"
+    assert result["threshold"] == "the version's own again"
+    assert project_threshold(registry, PROJECT, version) is None
+    assert load_threshold(registry, PROJECT)["reason"] == "no labels"
+    again = run_job(kind, PROJECT, service)  # nothing left to forget: nothing re-scored
+    assert again["status"] == "no labels yet" and "threshold" not in again
