@@ -7,8 +7,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from backend.label_studio import LabelStudio
+from backend.service import Service
 from backend.settings import Settings
 
 
@@ -36,3 +38,17 @@ def client_of(handler: type[Peer]) -> Iterator[LabelStudio]:
         yield LabelStudio(Settings(label_studio_url=url, label_studio_api_key="k" * 40))
     finally:
         server.shutdown()
+
+
+@contextmanager
+def service_of(handler: type[Peer], registry_root: Path, cache: Path) -> Iterator[Service]:
+    """A backend service whose Label Studio is `handler`, on `registry_root`."""
+    with client_of(handler) as client:
+        yield Service(
+            Settings(
+                label_studio_url=client.url,
+                label_studio_api_key="k" * 40,
+                registry=registry_root,
+                cache=cache,
+            )
+        )

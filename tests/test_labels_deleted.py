@@ -11,9 +11,7 @@ import pytest
 
 from backend.job_functions import run_job
 from backend.project_threshold import load_threshold, project_threshold, save_threshold
-from backend.service import Service
-from backend.settings import Settings
-from tests.peer_server import Peer, client_of
+from tests.peer_server import Peer, service_of
 
 PROJECT = 7
 CONFIG = (
@@ -42,11 +40,9 @@ class EmptiedProject(Peer):
 
 @pytest.fixture(scope="module")
 def service(tiny_registry, tmp_path_factory):
-    with client_of(EmptiedProject) as client:
-        settings = Settings(label_studio_url=client.url, label_studio_api_key="k" * 40,
-                            registry=tiny_registry.root,
-                            cache=tmp_path_factory.mktemp("emptied"))  # fmt: skip
-        yield Service(settings)
+    cache = tmp_path_factory.mktemp("emptied")
+    with service_of(EmptiedProject, tiny_registry.root, cache) as service:
+        yield service
 
 
 @pytest.mark.parametrize("kind", ["idle", "retrain", "reconcile"])

@@ -11,9 +11,7 @@ import pytest
 
 from backend.job_functions import run_job
 from backend.label_studio import LabelStudioError
-from backend.service import Service
-from backend.settings import Settings
-from tests.peer_server import Peer, client_of
+from tests.peer_server import Peer, service_of
 
 GONE, ODD = 99, 5  # a deleted project; a project whose task list answers 404
 NOT_FOUND = json.dumps({"detail": "No Project matches the given query."}).encode()
@@ -32,11 +30,8 @@ class Projects(Peer):
 
 @pytest.fixture(scope="module")
 def service(tiny_registry, tmp_path_factory):
-    with client_of(Projects) as client:
-        settings = Settings(label_studio_url=client.url, label_studio_api_key="k" * 40,
-                            registry=tiny_registry.root,
-                            cache=tmp_path_factory.mktemp("missing"))  # fmt: skip
-        yield Service(settings)
+    with service_of(Projects, tiny_registry.root, tmp_path_factory.mktemp("missing")) as service:
+        yield service
 
 
 def test_a_job_for_a_project_gone_from_label_studio_ends_saying_so(service):
