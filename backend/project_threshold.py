@@ -53,11 +53,15 @@ def forget_threshold(registry_root: Path | str, project: int, reason: str) -> bo
     (recorded as the version's own, with `reason`). True when a threshold was recorded
     (whether or not it was in use: the caller re-scores to be sure)."""
     state = load_threshold(registry_root, project)
-    version = state.get("version")
-    if state.get("threshold") is None or not isinstance(version, str):
+    if not threshold_recorded(state):
         return False
-    save_threshold(registry_root, project, version, None, 0, reason=reason)
+    save_threshold(registry_root, project, state["version"], None, 0, reason=reason)
     return True
+
+
+def threshold_recorded(state: dict[str, Any]) -> bool:
+    """Whether a decision record holds a threshold (in use or not) for a named version."""
+    return state.get("threshold") is not None and isinstance(state.get("version"), str)
 
 
 def load_threshold(registry_root: Path | str, project: int) -> dict[str, Any]:

@@ -5,11 +5,13 @@ server plays a Label Studio project with tasks and no labels."""
 from __future__ import annotations
 
 import json
+import threading
 from urllib.parse import urlparse
 
 import pytest
 
 from backend.job_functions import run_job
+from backend.project_lock import project_lock
 from backend.project_threshold import load_threshold, project_threshold, save_threshold
 from tests.peer_server import Peer, service_of
 
@@ -58,3 +60,15 @@ def test_a_threshold_fitted_on_labels_since_deleted_stops_serving(service, kind)
     assert load_threshold(registry, PROJECT)["reason"] == "no labels"
     again = run_job(kind, PROJECT, service)  # nothing left to forget: nothing re-scored
     assert again["status"] == "no labels yet" and "threshold" not in again
+
+
+def test_a_project_without_labels_or_threshold_returns_at_once_without_the_lock(service):
+    never = PROJECT + 1  # no threshold recorded: the job must not wait for the project lock
+    done: dict = {}
+    job = threading.Thread(target=lambda: done.update(run_job("idle", never, service)))
+    with project_lock(service.settings.registry, never, wait=1.0):
+        job.start()
+        job.join(30)
+        finished_while_locked = not job.is_alive()
+    job.join()
+    assert finished_while_locked and done["status"] == "no labels yet"
