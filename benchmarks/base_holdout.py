@@ -18,14 +18,8 @@ import numpy as np
 
 from training.data import find_samples, load
 from training.evaluate import evaluate
-from training.metrics import COUNT_FIELDS, Counts, prf, threshold_index
+from training.metrics import pooled_f
 from training.registry import Registry
-
-
-def pooled_f(counts: Counts, rows: np.ndarray | slice, threshold: float | None) -> float:
-    """Pooled F over the images `rows`: at `threshold`, or at the best one (ODS) for None."""
-    f = prf(*(getattr(counts, k)[rows].sum(0) for k in COUNT_FIELDS))[2]
-    return float(f.max() if threshold is None else f[threshold_index(threshold)])
 
 
 def main() -> None:
@@ -54,9 +48,9 @@ def main() -> None:
         n = len(items)
         draws = [rng.integers(0, n, n) for _ in range(args.resamples)]
         for score, (ta, tb) in (("ODS", (None, None)), ("F at its own", thresholds)):
-            diffs = [pooled_f(b, rows, tb) - pooled_f(a, rows, ta) for rows in draws]
+            diffs = [pooled_f(b.subset(r), tb) - pooled_f(a.subset(r), ta) for r in draws]
             low, high = np.percentile(diffs, [2.5, 97.5])
-            fa, fb = pooled_f(a, slice(None), ta), pooled_f(b, slice(None), tb)
+            fa, fb = pooled_f(a, ta), pooled_f(b, tb)
             print(f"{name:8s} {n:6d}  {score:14s} {fa:6.3f} {fb:6.3f}  {fb - fa:+.3f} "
                   f"[{low:+.3f}, {high:+.3f}]", flush=True)  # fmt: skip
 

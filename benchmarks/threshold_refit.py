@@ -41,18 +41,13 @@ from selection.strategies import RoundState, Strategy, choose
 from training.campaign_report import t_interval
 from training.data import find_samples, load
 from training.evaluate import evaluate
-from training.metrics import COUNT_FIELDS, Counts, prf, scores, threshold_index
+from training.metrics import Counts, pooled_f, scores
 from training.model_features import extractor_from_model
 from training.registry import LoadedModel, Registry
 from training.threshold_choice import PRIOR_LABELS, choose_threshold
 
 DRAWS = ("random", "queue")
 QUEUE_SHARE = 0.8  # of the set a further queue draw's project holds
-
-
-def pooled_f(counts: Counts, threshold: float) -> float:
-    i = threshold_index(threshold)
-    return float(prf(*(getattr(counts, k)[:, i].sum() for k in COUNT_FIELDS))[2])
 
 
 def random_draws(n: int, k: int, draws: int, seed: int = 0) -> Iterator[np.ndarray]:

@@ -89,3 +89,13 @@ def test_size_mismatch_is_an_error():
         image_counts(np.zeros((3, 3)), np.zeros((3, 4)))
     with pytest.raises(ValueError):
         Counts.stack([])
+
+
+def test_pooled_f_is_the_ods_or_the_f_at_a_threshold_on_the_grid():
+    from training.metrics import pooled_f
+
+    truth = np.zeros((20, 20), bool)
+    truth[:, 8:12] = True
+    counts = Counts.stack([image_counts(np.where(truth, 0.9, 0.5), truth)] * 2)
+    assert pooled_f(counts) == scores(counts).ods == 1.0
+    assert pooled_f(counts, 0.2) == pytest.approx(2 * 160 / (2 * 160 + 640))  # all marked

@@ -138,3 +138,10 @@ def scores(counts: Counts) -> Scores:
         recall=r,
         f=f,
     )
+
+
+def pooled_f(counts: Counts, threshold: float | None = None) -> float:
+    """F of the counts summed over their images: at `threshold` (on the grid), or at the
+    best threshold (ODS) for None."""
+    f = prf(*(getattr(counts, k).sum(0) for k in COUNT_FIELDS))[2]
+    return float(f.max() if threshold is None else f[threshold_index(threshold)])
