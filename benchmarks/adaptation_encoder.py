@@ -21,13 +21,13 @@ gives the paired differences of `COMPARED` per set and budget with a 95 % t inte
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
+from result_rows import append_row
 
-from training.campaign import grouped_split
+from training.campaign import grouped_split, read_runs
 from training.campaign_report import paired_p, t_interval
 from training.data import find_samples, load
 from training.evaluate import evaluate
@@ -47,22 +47,6 @@ ARMS = {  # name -> TrainConfig.adapt() overrides; "full" (sessions 1-12's rates
     "frozen-lr1e-3-skel": {"freeze_encoder": True, **FAST, "skeleton_recall": 1.0},
     "frozen-lr1e-3-added0.5": {"freeze_encoder": True, **FAST, **BCE_DICE, "added_fraction": 0.5},
 }
-
-
-def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open() as fh:
-        return list(csv.DictReader(fh))
-
-
-def append_row(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 COMPARED = [  # (arm, reference): the paired differences printed
@@ -122,12 +106,12 @@ def main() -> None:
     p.add_argument("--summarise-only", action="store_true", help="print the summary of --out")
     args = p.parse_args()
     if args.summarise_only:
-        summary(read_rows(args.out))
+        summary(read_runs(args.out))
         return
     if not (args.registry and args.train and args.sets):
         p.error("--registry, --train and --sets are required (all but --out: --summarise-only)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = read_rows(args.out)
+    rows = read_runs(args.out)
     done = {(r["set"], r["seed"], r["budget"], r["arm"]) for r in rows}
     registry = Registry(args.registry)
     base_version = registry.resolve("current")
@@ -152,7 +136,7 @@ def main() -> None:
                 train_seconds=0,
                 steps=0,
             )
-            append_row(args.out, row)
+            append_row(args.out, row, COLUMNS)
             rows.append({k: str(v) for k, v in row.items()})
         for seed in range(args.seeds):
             order = np.random.default_rng(1000 + seed).permutation(len(pool))
@@ -180,7 +164,7 @@ def main() -> None:
                         train_seconds=f"{seconds:.1f}",
                         steps=result.steps,
                     )
-                    append_row(args.out, row)
+                    append_row(args.out, row, COLUMNS)
                     rows.append({k: str(v) for k, v in row.items()})
                     print(
                         f"{name} seed {seed} labels {budget} {arm}: ODS {row['ods']} "

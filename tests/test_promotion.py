@@ -4,11 +4,21 @@ base validation set as a guard (a tolerance, not a veto)."""
 import pytest
 
 from backend.retrain import held_out_count
-from training.fit import Judged, _decide
+from training.fit import Judged, _decide, allowed_loss
 
 
-def judged(val=0.70, parent_val=0.72, held=0.40, parent_held=0.30, images=1, guard=0.03):
-    return Judged(val, parent_val, held, parent_held, images, guard)
+def judged(
+    val=0.70, parent_val=0.72, held=0.40, parent_held=0.30, images=1, guard=0.03, margin=0.0
+):
+    return Judged(
+        val=val,
+        parent_val=parent_val,
+        held_out=held,
+        parent_held_out=parent_held,
+        held_out_images=images,
+        guard=guard,
+        margin=margin,
+    )
 
 
 def test_better_on_the_held_out_labels_within_the_guard_is_promoted():
@@ -18,7 +28,52 @@ def test_better_on_the_held_out_labels_within_the_guard_is_promoted():
 
 def test_worse_on_the_held_out_labels_keeps_the_parent():
     promoted, reason = _decide("if-better", "v1", judged(held=0.25))
-    assert not promoted and reason.startswith("kept v1")
+    assert not promoted and reason.startswith("kept v1") and "margin" not in reason
+
+
+def test_a_loss_within_the_margin_on_one_image_is_promoted_and_said_so():
+    promoted, reason = _decide("if-better", "v1", judged(held=0.26, margin=0.05))
+    assert promoted and "lower by at most the margin 0.05" in reason
+    promoted, reason = _decide("if-better", "v1", judged(held=0.24, margin=0.05))
+    assert not promoted and "lower by more than the margin 0.05" in reason
+
+
+def test_the_margin_shrinks_with_the_square_root_of_the_held_out_images():
+    four = judged(held=0.27, images=4, margin=0.05)  # 0.03 lower; 0.05 / 2 = 0.025 allowed
+    promoted, reason = _decide("if-better", "v1", four)
+    assert not promoted and "margin 0.025" in reason
+    assert _decide("if-better", "v1", judged(held=0.28, images=4, margin=0.05))[0]
+
+
+@pytest.mark.parametrize("held, parent_held", [(0.70, 0.80), (0.20, 0.30)])
+def test_a_loss_of_exactly_the_margin_is_promoted(held, parent_held):
+    assert _decide("if-better", "v1", judged(held=held, parent_held=parent_held, margin=0.1))[0]
+
+
+def test_three_held_out_images_allow_the_rounded_margin_and_say_so():
+    assert allowed_loss(0.1, 3) == 0.0577
+    promoted, reason = _decide("if-better", "v1", judged(held=0.30 - 0.05772, images=3,
+                                                         margin=0.1))  # fmt: skip
+    assert not promoted and "by more than the margin 0.0577" in reason
+    assert _decide("if-better", "v1", judged(held=0.30 - 0.0577, images=3, margin=0.1))[0]
+
+
+@pytest.mark.parametrize("held, parent_held", [(float("nan"), 0.3), (0.4, float("nan"))])
+def test_a_held_out_score_that_is_not_a_number_keeps_the_parent(held, parent_held):
+    promoted, reason = _decide("if-better", "v1", judged(held=held, parent_held=parent_held,
+                                                         margin=0.1))  # fmt: skip
+    assert not promoted and "not a number" in reason
+
+
+@pytest.mark.parametrize("margin", [-0.1, float("nan"), float("inf")])
+def test_a_margin_no_rule_can_use_is_refused(margin):
+    with pytest.raises(ValueError, match="margin"):
+        judged(margin=margin)
+
+
+def test_the_margin_does_not_lift_the_validation_guard():
+    promoted, reason = _decide("if-better", "v1", judged(val=0.60, held=0.29, margin=0.05))
+    assert not promoted and "fell by more than 0.03" in reason
 
 
 def test_a_collapse_on_the_base_validation_set_keeps_the_parent():
@@ -43,3 +98,31 @@ def test_always_and_never_ignore_the_scores(policy, expected):
 @pytest.mark.parametrize("labels, held", [(0, 0), (1, 0), (2, 1), (3, 1), (8, 2), (40, 10)])
 def test_the_newest_quarter_is_held_out_once_there_are_two(labels, held):
     assert held_out_count(labels) == held
+
+
+def test_fit_version_judges_with_the_margin_it_is_given(crack_data, tmp_path):
+    """A held-out label drawn as the parent's own mask (its ODS there is 1): any change
+    loses on it, so the margin alone decides whether the candidate serves."""
+    from tests.conftest import registry_with_an_untrained_model
+    from training.data import Loaded, find_samples, load
+    from training.fit import fit_version
+    from training.predict import predict_probs
+    from training.train import TrainConfig
+
+    registry = registry_with_an_untrained_model(tmp_path)
+    parent = registry.load("current")
+    samples = find_samples(crack_data / "cfd")
+    train_items, (held,) = load(samples[:2]), load(samples[2:3])
+    probs = predict_probs(parent.model, held.image, parent.encoder)
+    judge = [Loaded(held.sample, held.image, probs > parent.threshold)]
+    config = TrainConfig.adapt(steps=2, batch_size=2, crop=64)
+    outcomes = {
+        margin: fit_version(registry, train_items, parent="current", config=config,
+                            promote="if-better", progress=False, judge=judge, margin=margin)
+        for margin in (0.0, 1.0)
+    }  # fmt: skip
+    assert outcomes[0.0].meta["metrics"]["held_out"]["parent_ods"] > 0.999
+    assert not outcomes[0.0].promoted and "kept" in outcomes[0.0].reason
+    assert outcomes[1.0].promoted and "lower by at most the margin 1.0" in outcomes[1.0].reason
+    with pytest.raises(ValueError, match="margin"):
+        fit_version(registry, train_items, parent="current", judge=judge, margin=-1.0)

@@ -4,6 +4,7 @@ by `crackal train`, `crackal adapt` and the backend's retraining job."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,13 +81,14 @@ def fit_version(
     project: int | None = None,
     judge: Sequence[Loaded] = (),
     guard: float = 0.0,
+    margin: float = 0.0,
 ) -> FitOutcome:
     """Train from `parent` (a registry version, or "current": the version serving the
     `project` line when training begins) or from ImageNet weights, then register.
 
-    `promote`: "always" makes the new version current; "if-better" only when its validation
-    ODS is at least the parent's (otherwise the parent keeps serving, and the outcome says
-    so); "never" only registers it. `also_evaluate` names more sets whose ODS is stored in
+    `promote`: "always" makes the new version current; "if-better" only when it is judged
+    better (below; otherwise the parent keeps serving, and the outcome says so); "never"
+    only registers it. `also_evaluate` names more sets whose ODS is stored in
     the version's metrics beside the validation set's. `project` names the line the new
     version is promoted into (default: the shared one); the switch happens only if that line
     still serves what it served when training began (a rollback meanwhile stays).
@@ -97,11 +99,13 @@ def fit_version(
 
     "if-better" with `judge` (labelled images the new version did not train on, e.g. a
     project's newest labels) promotes when the new version's ODS on them is at least the
-    parent's and its validation ODS fell by at most `guard`; without `judge`, when its
-    validation ODS is at least the parent's minus `guard`.
+    parent's minus a margin (`margin` for one image, less for more: `Judged`) and its
+    validation ODS fell by at most `guard`; without `judge`, when its validation ODS is at
+    least the parent's minus `guard`.
     """
     if promote not in ("always", "if-better", "never"):
         raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
+    allowed_loss(margin, len(judge))  # a margin no rule can use fails before training
     parent_ods = parent_judged = None
     val_key = validation_key(val_items, resolve_device().type)
     line_before = registry.own_current(project)
@@ -164,12 +168,13 @@ def fit_version(
     }
     version = registry.register(result.state_dict, meta)
     judged = Judged(
-        metrics.get("val", {}).get("ods"),
-        parent_ods,
-        metrics["held_out"]["ods"] if judge else None,
-        parent_judged,
-        len(judge),
-        guard,
+        val=metrics.get("val", {}).get("ods"),
+        parent_val=parent_ods,
+        held_out=metrics["held_out"]["ods"] if judge else None,
+        parent_held_out=parent_judged,
+        held_out_images=len(judge),
+        guard=guard,
+        margin=margin,
     )
     promoted, reason = _decide(promote, parent, judged)
     if promoted and not registry.promote(version, line_before, reason, project):
@@ -181,7 +186,8 @@ def fit_version(
 @dataclass(frozen=True)
 class Judged:
     """What a promotion decision compares: validation ODS (new, parent) and ODS on the
-    held-out labels (new, parent, how many), and the validation ODS a candidate may lose."""
+    held-out labels (new, parent, how many), the validation ODS a candidate may lose
+    (`guard`) and the held-out ODS it may lose on one image (`margin`; see `allowed_loss`)."""
 
     val: float | None
     parent_val: float | None
@@ -189,6 +195,23 @@ class Judged:
     parent_held_out: float | None
     held_out_images: int
     guard: float
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        allowed_loss(self.margin, self.held_out_images)  # refuses a margin no rule can use
+
+
+def allowed_loss(margin: float, images: int) -> float:
+    """Held-out ODS a candidate may lose on `images` held-out images: `margin` on one,
+    margin / sqrt(n) on n (the noise of a score over n images shrinks about so)."""
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
+    return round(margin / math.sqrt(max(images, 1)), 4)
+
+
+def within_margin(loss: float, margin: float, images: int) -> bool:
+    """Whether losing `loss` held-out ODS on `images` images is allowed (a tie passes)."""
+    return loss <= allowed_loss(margin, images) + 1e-9
 
 
 def _decide(promote: str, parent: str | None, j: Judged) -> tuple[bool, str]:
@@ -209,9 +232,18 @@ def _decide(promote: str, parent: str | None, j: Judged) -> tuple[bool, str]:
         )
         if not val_ok:
             return False, f"kept {parent}: {val_text} fell by more than {j.guard} ({held})"
+        if not (math.isfinite(j.held_out) and math.isfinite(j.parent_held_out)):
+            return False, f"kept {parent}: {held}: not a number; {val_text}"
         if j.held_out >= j.parent_held_out:
             return True, f"adapted: {held}; {val_text} (guard {j.guard})"
-        return False, f"kept {parent}: {held}; {val_text}"
+        margin = allowed_loss(j.margin, j.held_out_images)
+        if within_margin(j.parent_held_out - j.held_out, j.margin, j.held_out_images):
+            return True, (
+                f"adapted: {held}, lower by at most the margin {margin} (a test on so few "
+                f"images is noisy); {val_text} (guard {j.guard})"
+            )
+        tolerated = f" by more than the margin {margin}" if margin else ""
+        return False, f"kept {parent}: {held}, lower{tolerated}; {val_text}"
     if j.val is None or j.parent_val is None:
         return True, "adapted (no validation ODS to compare)"
     if val_ok:
