@@ -98,7 +98,8 @@ def served(counts: Counts, labelled: np.ndarray, rest: np.ndarray, own: float) -
 
 def summary(rows: list[dict]) -> None:
     """Per set, labels and arm: means over draws, then each arm against the base version
-    and against `shipped` (served F), paired by draw."""
+    and against `shipped` (served F), paired by draw; promoted and served here are with
+    the strict judge (margin 0: `margins` replays the others)."""
     cases: dict[tuple[str, int], dict[str, dict[str, dict]]] = {}
     for r in rows:
         cases.setdefault((r["set"], int(r["labels"])), {}).setdefault(r["arm"], {})[r["draw"]] = r
@@ -222,6 +223,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("results/adaptation/queue.csv"))
     p.add_argument("--summarise-only", action="store_true", help="print the summary of --out")
     args = p.parse_args()
+    if min(args.labels) < 2:
+        p.error("--labels: at least 2 (with fewer nothing is held out to judge)")
     if args.summarise_only:
         summary(read_runs(args.out))
         one_image_tests(read_runs(args.out), args.out.parent / "counts")

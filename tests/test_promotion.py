@@ -81,6 +81,11 @@ def test_a_collapse_on_the_base_validation_set_keeps_the_parent():
     assert not promoted and "fell by more than 0.03" in reason
 
 
+def test_with_nothing_held_out_the_margin_does_not_loosen_the_guard():
+    alone = judged(val=0.68, held=None, parent_held=None, images=0, margin=0.1)
+    assert not _decide("if-better", "v1", alone)[0]  # 0.04 below, guard 0.03
+
+
 def test_with_nothing_held_out_the_guard_decides():
     one = judged(held=None, parent_held=None, images=0)
     assert _decide("if-better", "v1", one)[0]  # 0.70 is within 0.03 of 0.72
@@ -103,18 +108,23 @@ def test_the_newest_quarter_is_held_out_once_there_are_two(labels, held):
 def test_fit_version_judges_with_the_margin_it_is_given(crack_data, tmp_path):
     """A held-out label drawn as the parent's own mask (its ODS there is 1): any change
     loses on it, so the margin alone decides whether the candidate serves."""
+    import torch
+
     from tests.conftest import registry_with_an_untrained_model
     from training.data import Loaded, find_samples, load
     from training.fit import fit_version
     from training.predict import predict_probs
     from training.train import TrainConfig
 
+    torch.manual_seed(0)  # the untrained decoder's weights: the same whatever ran before
     registry = registry_with_an_untrained_model(tmp_path)
     parent = registry.load("current")
     samples = find_samples(crack_data / "cfd")
     train_items, (held,) = load(samples[:2]), load(samples[2:3])
     probs = predict_probs(parent.model, held.image, parent.encoder)
-    judge = [Loaded(held.sample, held.image, probs > parent.threshold)]
+    mask = probs > parent.threshold  # 0.5, on the grid: the parent's ODS there is 1
+    assert 0 < mask.mean() < 1  # neither empty nor everything: a change must cost pixels
+    judge = [Loaded(held.sample, held.image, mask)]
     config = TrainConfig.adapt(steps=2, batch_size=2, crop=64)
     outcomes = {
         margin: fit_version(registry, train_items, parent="current", config=config,
@@ -122,6 +132,7 @@ def test_fit_version_judges_with_the_margin_it_is_given(crack_data, tmp_path):
         for margin in (0.0, 1.0)
     }  # fmt: skip
     assert outcomes[0.0].meta["metrics"]["held_out"]["parent_ods"] > 0.999
+    assert all(o.meta["metrics"]["held_out"]["ods"] < 0.999 for o in outcomes.values())
     assert not outcomes[0.0].promoted and "kept" in outcomes[0.0].reason
     assert outcomes[1.0].promoted and "lower by at most the margin 1.0" in outcomes[1.0].reason
     with pytest.raises(ValueError, match="margin"):

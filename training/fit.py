@@ -86,9 +86,9 @@ def fit_version(
     """Train from `parent` (a registry version, or "current": the version serving the
     `project` line when training begins) or from ImageNet weights, then register.
 
-    `promote`: "always" makes the new version current; "if-better" only when it is judged
-    better (below; otherwise the parent keeps serving, and the outcome says so); "never"
-    only registers it. `also_evaluate` names more sets whose ODS is stored in
+    `promote`: "always" makes the new version current; "if-better" only when it passes the
+    judge below (otherwise the parent keeps serving, and the outcome says so); "never" only
+    registers it. `also_evaluate` names more sets whose ODS is stored in
     the version's metrics beside the validation set's. `project` names the line the new
     version is promoted into (default: the shared one); the switch happens only if that line
     still serves what it served when training began (a rollback meanwhile stays).
@@ -99,7 +99,7 @@ def fit_version(
 
     "if-better" with `judge` (labelled images the new version did not train on, e.g. a
     project's newest labels) promotes when the new version's ODS on them is at least the
-    parent's minus a margin (`margin` for one image, less for more: `Judged`) and its
+    parent's minus a margin (`margin` for one image, less for more: `allowed_loss`) and its
     validation ODS fell by at most `guard`; without `judge`, when its validation ODS is at
     least the parent's minus `guard`.
     """
@@ -203,7 +203,8 @@ class Judged:
 
 def allowed_loss(margin: float, images: int) -> float:
     """Held-out ODS a candidate may lose on `images` held-out images: `margin` on one,
-    margin / sqrt(n) on n (the noise of a score over n images shrinks about so)."""
+    margin / sqrt(n) on n (assumed: the noise of a score over n images shrinks about so),
+    rounded to 4 decimals as the decision prints it."""
     if not (math.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
     return round(margin / math.sqrt(max(images, 1)), 4)
