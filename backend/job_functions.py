@@ -9,7 +9,6 @@ from typing import Any
 from backend.job_kind import JobKind
 from backend.label_studio import LabelStudioError
 from backend.project_lock import project_lock
-from backend.project_threshold import load_threshold, threshold_recorded
 from backend.retrain import retrain_project, too_few_changes
 from backend.scoring_shards import ShardPool
 from backend.service import RescoreReport, Service
@@ -52,7 +51,7 @@ def _run_job(
     s = service.settings
     least = kind.least_changes(s.retrain_threshold)
     nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock
-    if nothing_to_do is not None and not _threshold_to_drop(s.registry, project, nothing_to_do):
+    if nothing_to_do is not None:
         return nothing_to_do
 
     def rescore(project_id: int) -> RescoreReport:
@@ -70,14 +69,6 @@ def _run_job(
         if kind is JobKind.RESCORE:
             return rescore(project).as_dict()
         return retrain_project(service, project, s.promote, retrain_config(s), least, rescore)
-
-
-def _threshold_to_drop(registry_root: Any, project: int, nothing_to_do: dict) -> bool:
-    """Every label deleted while a threshold fitted on them is recorded: the job goes on,
-    and the retrain drops it (a project that never had labels returns at once)."""
-    if nothing_to_do.get("status") != "no labels yet":
-        return False
-    return threshold_recorded(load_threshold(registry_root, project))
 
 
 @functools.cache

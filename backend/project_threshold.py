@@ -16,8 +16,6 @@ from typing import Any
 from selection.atomic import atomic_write
 from training.registry import project_folder
 
-MIN_LABELS = 3  # fewer labelled images do not refit the threshold
-
 
 def _path(registry_root: Path | str, project: int) -> Path:
     return project_folder(registry_root, project) / "threshold.json"

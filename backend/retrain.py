@@ -30,7 +30,12 @@ from backend.edit_records import EditLog, EditRecord, make_record, starting_pred
 from backend.last_retrain import read_last_retrain, write_last_retrain
 from backend.pool_store import PoolStore
 from backend.prediction_label import labelled_version
-from backend.project_threshold import MIN_LABELS, forget_threshold, save_threshold
+from backend.project_threshold import (
+    forget_threshold,
+    load_threshold,
+    save_threshold,
+    threshold_recorded,
+)
 from backend.retention import apply_retention
 from backend.service import RescoreReport, Service
 from backend.task_image import TaskImageError
@@ -39,7 +44,7 @@ from selection.images import decode_rgb
 from training.data import find_samples, load
 from training.evaluate import evaluate
 from training.fit import fit_version
-from training.threshold_choice import choose_threshold
+from training.threshold_choice import choose_threshold, refit_refused
 from training.train import TrainConfig
 
 log = logging.getLogger("crackal.retrain")
@@ -169,11 +174,14 @@ def fingerprint(revisions: dict[int, tuple[str, str]], tasks: Iterable[int]) -> 
 
 
 def too_few_changes(service: Service, project_id: int, min_changes: int) -> dict | None:
-    """What a retrain asking for `min_changes` new labels would answer without training
-    (no labels, too few new ones), or None when it would train."""
+    """What a retrain asking for `min_changes` new labels would answer without doing
+    anything (no labels, too few new ones), or None when it has work: training, or every
+    label deleted while a threshold fitted on them is recorded (it is dropped)."""
     if min_changes <= 0:
         return None
     revisions = label_revisions(service, project_id)
+    if not revisions and threshold_recorded(load_threshold(service.settings.registry, project_id)):
+        return None
     return _too_few_changes(project_id, revisions, last_trained(service, project_id), min_changes)
 
 
@@ -329,11 +337,7 @@ def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str
     few labels, or none shows a crack; the version's own serves (a threshold fitted on labels
     since deleted or emptied does not stay)."""
     registry = service.holder.registry
-    unfit = None
-    if len(labels) < MIN_LABELS:
-        unfit = f"{len(labels)} label(s), fewer than {MIN_LABELS}"
-    elif not any(item.mask.any() for item in labels):
-        unfit = "no label shows a crack"
+    unfit = refit_refused(len(labels), any(item.mask.any() for item in labels))
     if unfit is not None:
         version = registry.current(project_id)
         if version is not None:

@@ -47,7 +47,6 @@ import torch
 from result_rows import append_row
 from threshold_refit import QUEUE_SHARE, features, queue_draws
 
-from backend.project_threshold import MIN_LABELS
 from backend.retrain import held_out_count
 from selection.images import list_images
 from training.campaign import read_runs
@@ -58,15 +57,12 @@ from training.fit import TOLERANCE_PX, within_margin
 from training.metrics import COUNT_FIELDS, Counts, image_counts, pooled_f, scores
 from training.predict import predict_probs
 from training.registry import Registry
-from training.threshold_choice import choose_threshold
+from training.threshold_choice import choose_threshold, refit_refused
 from training.train import TrainConfig, train
 
 ARMS: dict[str, dict] = {  # name -> TrainConfig.adapt() overrides
     "shipped": {},
-    "added0.5": {"added_fraction": 0.5},
-    "steps120": {"steps": 120},
-    "unfrozen": {"freeze_encoder": False},
-    "added0.5-steps120": {"added_fraction": 0.5, "steps": 120},
+    "added0.5": {"added_fraction": 0.5},  # half of each batch from the labels
 }
 COLUMNS = ("set", "draw", "labels", "arm", "judge", "parent_judge", "ods", "parent_ods",
            "own", "f", "f_unseen", "parent_f", "served_f", "promoted", "train_seconds",
@@ -89,10 +85,10 @@ def save_counts(path: Path, picked: np.ndarray | None = None, **counts: Counts) 
 
 def served(counts: Counts, labelled: np.ndarray, rest: np.ndarray, own: float) -> float:
     """Pooled F on `rest` at the threshold the backend serves with these labels to fit it
-    (the version's `own` below MIN_LABELS)."""
-    chosen = None
-    if len(labelled) >= MIN_LABELS:
-        chosen = choose_threshold(counts.subset(labelled), own).threshold
+    (the version's `own` where they cannot refit it)."""
+    chosen, fitting = None, counts.subset(labelled)
+    if refit_refused(len(labelled), bool((fitting.found + fitting.fn)[:, 0].any())) is None:
+        chosen = choose_threshold(fitting, own).threshold
     return pooled_f(counts.subset(rest), chosen if chosen is not None else own)
 
 

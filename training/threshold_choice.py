@@ -21,7 +21,18 @@ import numpy as np
 from training.metrics import COUNT_FIELDS, THRESHOLDS, Counts, prf, threshold_index
 
 PRIOR_LABELS = 7  # labelled images the version's own threshold counts as
+MIN_LABELS = 3  # fewer labelled images do not refit the threshold
 _EDGE = 0.01  # log-odds are taken within [0.01, 0.99], the grid's usable range
+
+
+def refit_refused(labels: int, shows_crack: bool) -> str | None:
+    """Why labels like these cannot refit a threshold (too few, or no crack pixel in any),
+    or None when they can."""
+    if labels < MIN_LABELS:
+        return f"{labels} label(s), fewer than {MIN_LABELS}"
+    if not shows_crack:
+        return "no label shows a crack"
+    return None
 
 
 @dataclass(frozen=True)
