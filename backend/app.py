@@ -77,8 +77,8 @@ def create_app(
         return registry.current(project) or "", options.key(settings)
 
     def scored_elsewhere(project: int, now: tuple[str, str]) -> bool:
-        """A finished scoring (in any process: a retrain's own) used this version and these
-        options on this very Label Studio project."""
+        """A scoring (in any process: a retrain's own) ordered the queue with this version
+        and these options on this very Label Studio project, and did not fail after."""
         marker = PoolStore(settings.registry, project).load_scored()
         if marker is None or marker[:2] != now:
             return False

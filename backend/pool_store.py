@@ -91,13 +91,19 @@ class PoolStore:
         return {k: str(v) for k, v in raw.items() if k.isdigit()}  # task ids only
 
     def save_scored(self, marker: tuple[str, str, str]) -> None:
-        """Mark a scoring's predictions in Label Studio (imported, older ones removed) with
-        (model version, project options key, Label Studio's project creation time)."""
+        """Mark the scoring that ordered Label Studio's queue by its predictions (the rest
+        of its pages follow in the same job) with (model version, project options key,
+        Label Studio's project creation time)."""
         with atomic_write(self.folder / "scored.json", "w") as fh:
             json.dump(list(marker), fh)
 
+    def clear_scored(self) -> None:
+        """Forget the marker: the scoring that wrote it failed before its last page."""
+        (self.folder / "scored.json").unlink(missing_ok=True)
+
     def load_scored(self) -> tuple[str, str, str] | None:
-        """The marker of the last finished scoring; None when absent or unreadable."""
+        """The marker of the last scoring that ordered the queue and did not fail after;
+        None when absent or unreadable."""
         try:
             raw = json.loads((self.folder / "scored.json").read_text())
         except (OSError, ValueError):

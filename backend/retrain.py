@@ -326,6 +326,8 @@ def retrain_project(
         "metrics": outcome.meta["metrics"],
         "threshold": threshold,
         "serving": rescored.model_version,
+        # the re-score's seconds until Label Studio served the first page of new masks
+        "queue_ordered_after_s": rescored.ordered_after_s,
     }
 
 

@@ -4,11 +4,12 @@ The scoring job of a project with more than `CRACKAL_SHARD_TASKS` tasks first sp
 into pages of that many tasks (Label Studio's own task pages). The page numbers go to a
 Redis list; the job enqueues helper jobs (one per page but its own, at most
 `CRACKAL_SHARD_HELPERS`) and takes pages itself too, so a project never waits for a
-worker that is not there. Each page: fetch, embed and predict its tasks into the shared
-feature and mask caches, and write its index entries (task -> image URL and content hash)
-to the project's folder, under the run's name. Then the scoring job proper runs
-(`Service.rescore_project`) with that run's entries: it fetches no image a reported page
-analysed, fits P u S once, scores and imports.
+worker that is not there. Each page: fetch, embed and predict its new tasks (no cached
+features) into the shared feature and mask caches, and write its index entries (task ->
+image URL and content hash) to the project's folder, under the run's name. Then the
+scoring job proper runs (`Service.rescore_project`) with that run's entries: it fetches no
+image a reported page analysed, fits P u S once, scores, masks what a new version still
+needs in the queue's order, and imports.
 
 A page whose helper died or is late is simply done again by that final pass: pages only
 fill caches, so doing one twice costs time, never correctness. Splitting is an
@@ -140,8 +141,10 @@ def analyse_page(
     page_size: int,
     index: dict[int, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Fetch, embed and predict one page of tasks into the caches; keep its index.
-    `index` is the project's last index (read from the store when not given)."""
+    """Fetch, embed and predict the new images of one page of tasks into the caches; keep
+    its index. Masks of a new version over cached features are left to the final pass,
+    which makes them in the queue's order. `index` is the project's last index (read from
+    the store when not given)."""
     from rq import get_current_job
 
     t0 = time.monotonic()

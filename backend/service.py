@@ -2,9 +2,10 @@
 
 - `rescore_project` (a job): streams the project's tasks page by page, fetches only
   images of new tasks or changed URLs (features and masks are cached by content), fits the
-  method on P u S (P = base set + labelled tasks, S = the rest), stores the fit, imports
-  the new predictions in batches, then removes crackal's older predictions of those tasks
-  (never other backends' or imported ones) and orders the queue.
+  method on P u S (P = base set + labelled tasks, S = the rest), stores the fit, then in
+  the queue's order masks what is not cached, imports the new predictions a page at a
+  time and removes crackal's older predictions of those tasks (never other backends' or
+  imported ones); the queue is ordered after the first page.
 - `predict` (a request): fetches and embeds only the tasks asked for and scores them with
   the project's stored fit (provisional numbers, clipped to [0, 1], until the next job).
 A task whose image or annotation is unusable gets a recorded reason and costs only itself.
@@ -18,7 +19,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,9 @@ log = logging.getLogger("crackal.backend")
 
 SAMPLING = "Uncertainty sampling"
 IMPORT_BATCH = 100
+# tasks of the queue's first page (and of each page with masks to make), imported before
+# the queue follows a new version and joining it as they are masked
+FRONT_PAGE = 10
 
 
 def project_id_of(value: Any) -> int:
@@ -77,8 +81,8 @@ class Analysed:
 class Walked:
     """What a walk over tasks gathered: per task its index entry (image URL and content
     hash) and feature row; the labelled tasks; why tasks failed; crackal's older predictions
-    of each task (and, when it has one, what it shows); how many images it fetched and how
-    many tasks it saw."""
+    of each task (and, when it has one, what it shows); the tasks whose masks wait for the
+    queue's order; how many images it fetched and how many tasks it saw."""
 
     index: dict[int, dict[str, str]] = field(default_factory=dict)
     features: dict[int, np.ndarray] = field(default_factory=dict)
@@ -86,6 +90,9 @@ class Walked:
     errors: dict[int, str] = field(default_factory=dict)
     old_predictions: dict[int, list[int]] = field(default_factory=dict)
     shown: dict[int, str] = field(default_factory=dict)  # task -> `shown_key` of ours
+    # unlabelled tasks whose features were cached but whose mask was not ({"id", "data"}):
+    # their images are fetched and masked in the queue's order, after the fit
+    deferred: dict[int, dict[str, Any]] = field(default_factory=dict)
     fetched: int = 0
     seen: int = 0
 
@@ -100,6 +107,10 @@ class RescoreReport:
     fetched: int  # images downloaded by this run (the others were known and cached)
     removed: int  # older crackal predictions removed after the import
     kept: int = 0  # predictions Label Studio already showed unchanged (not imported again)
+    # masks predicted after the fit, in the queue's order (their features were cached)
+    masked_in_order: int = 0
+    # seconds from the job's start until the queue was ordered (its first page imported)
+    ordered_after_s: float | None = None
     errors: dict[int, str] = field(default_factory=dict)
     shards: list[dict[str, Any]] = field(default_factory=list)  # pages analysed beforehand
 
@@ -113,6 +124,8 @@ class RescoreReport:
             "fetched": self.fetched,
             "removed": self.removed,
             "kept": self.kept,
+            "masked_in_order": self.masked_in_order,
+            "ordered_after_s": self.ordered_after_s,
             "errors": {str(k): v for k, v in self.errors.items()},
             "shards": self.shards,
         }
@@ -267,8 +280,10 @@ class Service:
         target: BrushTarget,
     ) -> Walked:
         """Features (and masks of unlabelled tasks) of `tasks`, fetching only images that
-        are new, whose URL changed or whose results are not cached (`known`: the stored
-        index). Memory: one batch of images and a feature row per task."""
+        are new, whose URL changed or whose features are not cached (`known`: the stored
+        index). An image fetched is masked at once; one whose features were cached and
+        whose mask was not is left in `deferred` (a new version's masks wait for the
+        queue's order). Memory: one batch of images and a feature row per task."""
         masks = self.masks(serving, self.threshold(serving, project_id))
         walked = Walked()
         pending: list[tuple[int, str, bytes, bool]] = []
@@ -298,8 +313,10 @@ class Service:
                 entry = known.get(tid)
                 if entry and entry.get("url") == url:
                     row = serving.cache.get(entry["sha"])
-                    if row is not None and (lab or masks.has(entry["sha"])):
+                    if row is not None:
                         walked.features[tid], walked.index[tid] = row, entry
+                        if not (lab or masks.has(entry["sha"])):
+                            walked.deferred[tid] = {"id": tid, "data": task.get("data")}
                         continue
                 data = self.fetch_image(task, target)
                 walked.fetched += 1
@@ -312,11 +329,23 @@ class Service:
         flush()
         return walked
 
-    def rescore_project(self, project_id: int, shard_run: str | None = None) -> RescoreReport:
+    def rescore_project(
+        self,
+        project_id: int,
+        shard_run: str | None = None,
+        front: int = FRONT_PAGE,
+        page_size: int = IMPORT_BATCH,
+    ) -> RescoreReport:
         """Score every task, import the predictions, remove crackal's older ones, order the
         queue. Images that the pages of `shard_run` (backend/scoring_shards.py) analysed are
-        not fetched again. Memory: one page of tasks, one batch of images and a feature row per
-        task."""
+        not fetched again. Masks the walk did not make (a new version or threshold over
+        cached features) are made in the queue's order, a page at a time, each page imported
+        as soon as it is masked (`front` tasks a page while masks are made, else
+        `page_size`); the queue is ordered after the first page that shows this version, so
+        annotators get the new version's first tasks while the rest are still masked. A
+        failure after that clears the scored marker. Memory: one page of tasks, one batch of
+        images and a feature row per task."""
+        started = time.monotonic()
         serving = self.holder.current(project_id)
         options = load_options(self.settings.registry, project_id)
         record = self.client.project(project_id)
@@ -328,79 +357,144 @@ class Service:
             known.update(store.load_shard_indexes(shard_run))
         walked = self.walk_tasks(serving, project_id, self.client.tasks(project_id), known, target)
         index, features, labelled = walked.index, walked.features, walked.labelled
-        errors, old_predictions = walked.errors, walked.old_predictions
+        errors = walked.errors
         for tid, reason in errors.items():
             log.warning("project %s task %s: %s", project_id, tid, reason)
 
         scores = self._fit_and_score(
             serving, store, features, labelled, errors, options.applied(self.settings)
         )
-        imported = kept = 0
-        replaced: list[int] = []  # older crackal predictions of tasks that got a new one
-        batch: list[dict[str, Any]] = []
-        label = version_label(serving.version)
-        for tid, score in scores.items():
-            mask = masks.get(index[tid]["sha"])
-            if mask is None:
-                errors[tid] = "mask missing from the cache"
-                continue
-            prediction = _prediction(tid, serving.version, score, mask, target)
-            if walked.shown.get(tid) == shown_key(label, score, prediction["result"][0]):
-                kept += 1  # Label Studio already shows this very prediction
-                continue
-            batch.append(prediction)
-            if len(batch) >= IMPORT_BATCH:
-                done = self._import(project_id, batch, errors)
-                imported += len(done)
-                replaced += [p for t in done for p in old_predictions.get(t, [])]
-                batch = []
-        if batch:
-            done = self._import(project_id, batch, errors)
-            imported += len(done)
-            replaced += [p for t in done for p in old_predictions.get(t, [])]
-        removed = self.client.delete_predictions(replaced)
         store.save_index(index)
-        store.save_skipped(errors)  # before ordering the queue, which may watch for seconds
-        # the predictions are in: the /setup that the queue's new model version makes Label
-        # Studio call finds the project scored (a failure from here on fails the job: rq
-        # runs it again)
-        store.save_scored((serving.version, options.key(self.settings), _created(record)))
-        self.order_queue(project_id, version_label(serving.version))
+        label = version_label(serving.version)
+        imported = kept = removed = masked = 0
+        ordered_after: float | None = None
+        queue = sorted(scores, key=lambda t: (scores[t], t))  # the order Label Studio serves
+        marker = (serving.version, options.key(self.settings), _created(record))
+        try:
+            for page in _pages(queue, walked.deferred, front, page_size):
+                masked += self._mask_deferred(serving, project_id, page, walked, target)
+                batch: list[dict[str, Any]] = []
+                for tid in page:
+                    mask = masks.get(index[tid]["sha"]) if tid not in errors else None
+                    if mask is None:
+                        errors.setdefault(tid, "mask missing from the cache")
+                        continue
+                    prediction = _prediction(tid, serving.version, scores[tid], mask, target)
+                    result = prediction["result"][0]
+                    if walked.shown.get(tid) == shown_key(label, scores[tid], result):
+                        kept += 1  # Label Studio already shows this very prediction
+                        continue
+                    batch.append(prediction)
+                if batch:
+                    done = self._import(project_id, batch, errors)
+                    imported += len(done)
+                    removed += self.client.delete_predictions(
+                        [p for t in done for p in walked.old_predictions.get(t, [])]
+                    )
+                if ordered_after is None and imported + kept:
+                    self._order(project_id, serving, store, errors, marker)
+                    ordered_after = time.monotonic() - started
+            if ordered_after is None:  # nothing of this version to show: order by it anyway
+                self._order(project_id, serving, store, errors, marker)
+                ordered_after = time.monotonic() - started
+        except BaseException:  # e.g. rq's job timeout: a /setup must queue the scoring again
+            store.clear_scored()
+            raise
+        store.save_index(index)
+        store.save_skipped(errors)
         self.try_authorise_webhooks(project_id)
         log.info(
             "project %s: %d predictions imported, %d unchanged kept (model %s), %d fetched, "
-            "%d old removed, %d errors",
+            "%d masked in the queue's order, %d old removed, %d errors, queue ordered after "
+            "%.1f s",
             project_id,
             imported,
             kept,
             serving.version,
             walked.fetched,
+            masked,
             removed,
             len(errors),
+            ordered_after,
         )
         return RescoreReport(
-            project_id,
-            serving.version,
-            walked.seen,
-            imported,
-            len(labelled & set(features)),
-            walked.fetched,
-            removed,
-            kept,
-            errors,
+            project=project_id,
+            model_version=serving.version,
+            tasks=walked.seen,
+            predictions=imported,
+            labelled=len(labelled & set(features)),
+            fetched=walked.fetched,
+            removed=removed,
+            kept=kept,
+            errors=errors,
+            masked_in_order=masked,
+            ordered_after_s=round(ordered_after, 1),
         )
+
+    def _order(
+        self,
+        project_id: int,
+        serving: Serving,
+        store: PoolStore,
+        errors: dict[int, str],
+        marker: tuple[str, str, str],
+    ) -> None:
+        """Order the project's queue by this version's predictions (its first page is in:
+        Label Studio serves those tasks first while the rest are still masked). The marker
+        comes first: the /setup that the queue's new model version makes Label Studio call
+        finds the project scored, and queues no second scoring."""
+        store.save_skipped(errors)  # before ordering the queue, which may watch for seconds
+        store.save_scored(marker)
+        self.order_queue(project_id, version_label(serving.version))
+
+    def _mask_deferred(
+        self,
+        serving: Serving,
+        project_id: int,
+        page: list[int],
+        walked: Walked,
+        target: BrushTarget,
+    ) -> int:
+        """Fetch and mask the tasks of `page` that the walk deferred, a batch of images at a
+        time; a task whose image fails gets its reason in `walked.errors`. Returns how many
+        were masked."""
+        todo = [walked.deferred.pop(t) for t in page if t in walked.deferred]
+        masked = 0
+        for first in range(0, len(todo), self.settings.batch_size):
+            batch: list[tuple[int, bytes, bool]] = []
+            for task in todo[first : first + self.settings.batch_size]:
+                try:
+                    batch.append((task["id"], self.fetch_image(task, target), True))
+                    walked.fetched += 1
+                except TaskImageError as exc:
+                    walked.errors[task["id"]] = str(exc)
+            for tid, result in self.analyse(serving, batch, walked.errors, project_id).items():
+                if result.sha != walked.index[tid]["sha"]:
+                    log.warning(
+                        "project %s task %s: image changed under its URL; masked anew, "
+                        "scored with its old features until the next scoring",
+                        project_id,
+                        tid,
+                    )
+                    walked.index[tid] = {**walked.index[tid], "sha": result.sha}
+                masked += 1
+        return masked
 
     def _import(
         self, project_id: int, batch: list[dict[str, Any]], errors: dict[int, str]
     ) -> list[int]:
         """Import a batch; when Label Studio refuses it (e.g. a task deleted meanwhile),
-        one by one, so only the refused task fails. Returns the imported task ids."""
+        one by one, so only the refused task fails (an unreachable or failing Label Studio
+        fails the job). Returns the imported task ids."""
         try:
             self.client.import_predictions(project_id, batch)
             return [p["task"] for p in batch]
-        except LabelStudioError:
-            if len(batch) == 1:
+        except LabelStudioError as exc:
+            if len(batch) == 1 and not _refused(exc):
                 raise
+            if len(batch) == 1:
+                errors[batch[0]["task"]] = f"prediction not imported: {exc}"[:300]
+                return []
         done = []
         for prediction in batch:
             try:
@@ -600,6 +694,30 @@ def _remember(put: Any, *args: Any) -> None:
         put(*args)
     except OSError as exc:
         log.warning("cache write failed (%s): serving without caching", exc)
+
+
+def _pages(
+    queue: list[int], deferred: dict[int, Any], front: int, page_size: int
+) -> Iterator[list[int]]:
+    """The queue in pages: `front` tasks first, then `page_size`, but `front` again for a
+    page with tasks still to mask, so masked tasks join Label Studio's queue a few at a
+    time. No task: one empty page (the queue is ordered all the same)."""
+    if front < 1 or page_size < 1:
+        raise ValueError(f"pages need at least one task: front {front}, page_size {page_size}")
+    start, size = 0, front
+    while True:
+        yield queue[start : start + size]
+        start += size
+        if start >= len(queue):
+            return
+        ahead = queue[start : start + page_size]
+        size = front if any(t in deferred for t in ahead) else page_size
+
+
+def _refused(exc: LabelStudioError) -> bool:
+    """Label Studio answered and refused this request (a 4xx other than for credentials or
+    rate), as opposed to failing, refusing us or not answering."""
+    return exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403, 429)
 
 
 def _project_or_none(project: Any) -> int | None:

@@ -11,7 +11,9 @@ re-scores. The script waits for that, then reads every task's pre-annotation bac
 Label Studio.
 
 Printed per set and stage: the version serving the project and why, the wall-clock
-seconds from the first label (and from the last) to the new pre-annotations, and the
+seconds from the first label (and from the last) to the end of the retrain and re-score,
+from the first label until Label Studio's queue follows a new version (its first page of
+pre-annotations imported; only where a version was promoted), and the
 pooled pixel F (and mean per-image F) of the pre-annotations on the tasks no stage
 labelled (one fixed set per project, so stages compare). Results go to `--out` as JSON
 after each set (a stop keeps the finished sets; a rerun skips them).
@@ -30,6 +32,7 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +106,7 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
         for stage in stages:
             started = time.monotonic()
             before = read_last_retrain(registry.root, pid)
+            shown_before = project_version(http, stack.ls.url, pid)
             while len(labelled) < stage:
                 task = http.get(f"{stack.ls.url}/api/projects/{pid}/next", timeout=120).json()
                 mask = np.asarray(Image.open(masks[file_name(task)])) > 127
@@ -120,7 +124,10 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
                     requests.post(  # fewer new labels than the threshold: ask, as a user can
                         f"{stack.backend}/train", json={"project": pid}, auth=stack.auth, timeout=30
                     ).raise_for_status()
-                wait_retrained(stack.backend, stack.auth, registry.root, pid, before)
+                switched = wait_retrained(
+                    stack.backend, stack.auth, registry.root, pid, before,
+                    lambda was=shown_before: project_version(http, stack.ls.url, pid) != was,
+                )  # fmt: skip
             retrain_s = time.monotonic() - started if stage else 0.0
             after_last_s = time.monotonic() - last_label if stage else 0.0
             trained = read_last_retrain(registry.root, pid)
@@ -132,6 +139,10 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
                     "decision": trained.get("decision") if stage else "base model",
                     "seconds": round(retrain_s, 1),
                     "after_last_label": round(after_last_s, 1),
+                    # first label -> Label Studio serving a new version (its queue ordered)
+                    "new_version_served": None
+                    if not stage or switched is None
+                    else round(switched - started, 1),
                     "masks": predicted_masks(http, stack.ls.url, pid),
                 }
             )
@@ -159,16 +170,30 @@ def newest_prediction(task: dict[str, Any]) -> int | None:
 
 
 def wait_retrained(
-    backend: str, auth: tuple[str, str], registry: Path, pid: int, before: dict[str, Any]
-) -> None:
+    backend: str,
+    auth: tuple[str, str],
+    registry: Path,
+    pid: int,
+    before: dict[str, Any],
+    switched: Callable[[], bool],
+) -> float | None:
     """Until the project's retrain recorded a new decision and no job of it is queued or
-    running (the re-score that follows a retrain included)."""
+    running (the re-score that follows a retrain included). Returns when (`time.monotonic`,
+    to about a second) `switched` first held, or None if it never did."""
     deadline = time.monotonic() + 1800
+    seen: float | None = None
     while time.monotonic() < deadline:
+        if seen is None and switched():
+            seen = time.monotonic()
         if not busy(backend, auth, pid) and read_last_retrain(registry, pid) != before:
-            return
-        time.sleep(2)
+            return seen
+        time.sleep(1)
     raise TimeoutError(f"project {pid}: no retrain within 30 minutes")
+
+
+def project_version(http: requests.Session, url: str, pid: int) -> str | None:
+    """The model version whose predictions Label Studio's queue follows."""
+    return http.get(f"{url}/api/projects/{pid}", timeout=60).json().get("model_version")
 
 
 def busy(backend: str, auth: tuple[str, str], pid: int) -> bool:
@@ -225,12 +250,14 @@ def f_scores(
 
 def report(name: str, result: dict[str, Any]) -> None:
     print(f"\n{name}: {result['images']} images, F on the {result['evaluated']} never labelled")
-    print("labels  pooled F  mean image F  seconds  after last  serving  decision")
+    print("labels  pooled F  mean image F  seconds  after last  new served  serving  decision")
     for s in result["stages"]:
-        after = s.get("after_last_label")  # absent from results written before it was timed
+        # absent from results written before they were timed
+        after, served = s.get("after_last_label"), s.get("new_version_served")
         print(
             f"{s['labels']:6d}  {s['pooled_f']:8.3f}  {s['mean_image_f']:12.3f}  "
             f"{s['seconds']:7.0f}  {'-' if after is None else f'{after:10.0f}':>10s}  "
+            f"{'-' if served is None else f'{served:10.0f}':>10s}  "
             f"{s['serving']:7s}  {s['decision']}"
         )
 
