@@ -78,7 +78,8 @@ def create_app(
 
     def scored_elsewhere(project: int, now: tuple[str, str]) -> bool:
         """A scoring (in any process: a retrain's own) ordered the queue with this version
-        and these options on this very Label Studio project, and did not fail after."""
+        and these options on this very Label Studio project (if it stopped before its last
+        page, the project's next job scores the rest)."""
         marker = PoolStore(settings.registry, project).load_scored()
         if marker is None or marker[:2] != now:
             return False

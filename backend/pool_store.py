@@ -97,13 +97,22 @@ class PoolStore:
         with atomic_write(self.folder / "scored.json", "w") as fh:
             json.dump(list(marker), fh)
 
-    def clear_scored(self) -> None:
-        """Forget the marker: the scoring that wrote it failed before its last page."""
-        (self.folder / "scored.json").unlink(missing_ok=True)
+    def begin_pages(self) -> None:
+        """Note that a scoring is going down the queue: until `end_pages`, the pool may be
+        part old, part new (a job that fails or is killed leaves the note behind)."""
+        with atomic_write(self.folder / "pages-unfinished", "w") as fh:
+            fh.write("a scoring went down the queue and did not reach its end\n")
+
+    def end_pages(self) -> None:
+        (self.folder / "pages-unfinished").unlink(missing_ok=True)
+
+    def pages_unfinished(self) -> bool:
+        """Whether the last scoring stopped before its last page (none finished since)."""
+        return (self.folder / "pages-unfinished").exists()
 
     def load_scored(self) -> tuple[str, str, str] | None:
-        """The marker of the last scoring that ordered the queue and did not fail after;
-        None when absent or unreadable."""
+        """The marker of the last scoring that ordered the queue; None when absent or
+        unreadable."""
         try:
             raw = json.loads((self.folder / "scored.json").read_text())
         except (OSError, ValueError):

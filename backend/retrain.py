@@ -175,9 +175,12 @@ def fingerprint(revisions: dict[int, tuple[str, str]], tasks: Iterable[int]) -> 
 
 def too_few_changes(service: Service, project_id: int, min_changes: int) -> dict | None:
     """What a retrain asking for `min_changes` new labels would answer without doing
-    anything (no labels, too few new ones), or None when it has work: training, or every
-    label deleted while a threshold fitted on them is recorded (it is dropped)."""
+    anything (no labels, too few new ones), or None when it has work: training, every
+    label deleted while a threshold fitted on them is recorded (it is dropped), or a
+    scoring that stopped before its last page (the pool is scored again)."""
     if min_changes <= 0:
+        return None
+    if PoolStore(service.settings.registry, project_id).pages_unfinished():
         return None
     revisions = label_revisions(service, project_id)
     if not revisions and threshold_recorded(load_threshold(service.settings.registry, project_id)):
@@ -252,6 +255,13 @@ def retrain_project(
         rescore(project_id)  # every label deleted: masks at the version's own threshold again
         return {**waiting, "threshold": "the version's own again"}
     if waiting is not None:
+        if PoolStore(settings.registry, project_id).pages_unfinished():
+            report = rescore(project_id)  # e.g. this job's own, before a retry
+            return {
+                **waiting,
+                "rescored": "after a scoring that stopped before its last page",
+                "serving": report.model_version,
+            }
         return waiting
     folder, task_ids, skipped = export_labels(service, project_id)
     skipped_out = {str(k): v for k, v in skipped.items()}
@@ -326,7 +336,7 @@ def retrain_project(
         "metrics": outcome.meta["metrics"],
         "threshold": threshold,
         "serving": rescored.model_version,
-        # the re-score's seconds until Label Studio served the first page of new masks
+        # seconds into the re-score until Label Studio's queue followed its predictions
         "queue_ordered_after_s": rescored.ordered_after_s,
     }
 

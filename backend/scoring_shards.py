@@ -8,8 +8,8 @@ worker that is not there. Each page: fetch, embed and predict its new tasks (no 
 features) into the shared feature and mask caches, and write its index entries (task ->
 image URL and content hash) to the project's folder, under the run's name. Then the
 scoring job proper runs (`Service.rescore_project`) with that run's entries: it fetches no
-image a reported page analysed, fits P u S once, scores, masks what a new version still
-needs in the queue's order, and imports.
+image a reported page analysed for new features, fits P u S once, scores, masks what a new
+version still needs in the queue's order (fetching those images), and imports.
 
 A page whose helper died or is late is simply done again by that final pass: pages only
 fill caches, so doing one twice costs time, never correctness. Splitting is an

@@ -109,7 +109,7 @@ class RescoreReport:
     kept: int = 0  # predictions Label Studio already showed unchanged (not imported again)
     # masks predicted after the fit, in the queue's order (their features were cached)
     masked_in_order: int = 0
-    # seconds from the job's start until the queue was ordered (its first page imported)
+    # seconds into this re-score (after any shard pages) until the queue was ordered
     ordered_after_s: float | None = None
     errors: dict[int, str] = field(default_factory=dict)
     shards: list[dict[str, Any]] = field(default_factory=list)  # pages analysed beforehand
@@ -343,8 +343,10 @@ class Service:
         as soon as it is masked (`front` tasks a page while masks are made, else
         `page_size`); the queue is ordered after the first page that shows this version, so
         annotators get the new version's first tasks while the rest are still masked. A
-        failure after that clears the scored marker. Memory: one page of tasks, one batch of
-        images and a feature row per task."""
+        job that fails or is killed while going down the queue leaves a note
+        (`PoolStore.begin_pages`), so the project's next job, a retrain's retry too, scores
+        the pool again. Memory: one page
+        of tasks, one batch of images and a feature row per task."""
         started = time.monotonic()
         serving = self.holder.current(project_id)
         options = load_options(self.settings.registry, project_id)
@@ -367,39 +369,40 @@ class Service:
         store.save_index(index)
         label = version_label(serving.version)
         imported = kept = removed = masked = 0
+        stale: list[int] = []  # older crackal predictions of tasks that got a new one
         ordered_after: float | None = None
         queue = sorted(scores, key=lambda t: (scores[t], t))  # the order Label Studio serves
         marker = (serving.version, options.key(self.settings), _created(record))
-        try:
-            for page in _pages(queue, walked.deferred, front, page_size):
-                masked += self._mask_deferred(serving, project_id, page, walked, target)
-                batch: list[dict[str, Any]] = []
-                for tid in page:
-                    mask = masks.get(index[tid]["sha"]) if tid not in errors else None
-                    if mask is None:
-                        errors.setdefault(tid, "mask missing from the cache")
-                        continue
-                    prediction = _prediction(tid, serving.version, scores[tid], mask, target)
-                    result = prediction["result"][0]
-                    if walked.shown.get(tid) == shown_key(label, scores[tid], result):
-                        kept += 1  # Label Studio already shows this very prediction
-                        continue
-                    batch.append(prediction)
-                if batch:
-                    done = self._import(project_id, batch, errors)
-                    imported += len(done)
-                    removed += self.client.delete_predictions(
-                        [p for t in done for p in walked.old_predictions.get(t, [])]
-                    )
-                if ordered_after is None and imported + kept:
-                    self._order(project_id, serving, store, errors, marker)
-                    ordered_after = time.monotonic() - started
-            if ordered_after is None:  # nothing of this version to show: order by it anyway
+        store.begin_pages()
+        for page in _pages(queue, walked.deferred, front, page_size):
+            masked += self._mask_deferred(serving, project_id, page, walked, target)
+            batch: list[dict[str, Any]] = []
+            for tid in page:
+                mask = masks.get(index[tid]["sha"]) if tid not in errors else None
+                if mask is None:
+                    errors.setdefault(tid, "mask missing from the cache")
+                    continue
+                prediction = _prediction(tid, serving.version, scores[tid], mask, target)
+                result = prediction["result"][0]
+                if walked.shown.get(tid) == shown_key(label, scores[tid], result):
+                    kept += 1  # Label Studio already shows this very prediction
+                    continue
+                batch.append(prediction)
+            if batch:
+                done = self._import(project_id, batch, errors)
+                imported += len(done)
+                stale += [p for t in done for p in walked.old_predictions.get(t, [])]
+            if ordered_after is None and imported + kept:
                 self._order(project_id, serving, store, errors, marker)
                 ordered_after = time.monotonic() - started
-        except BaseException:  # e.g. rq's job timeout: a /setup must queue the scoring again
-            store.clear_scored()
-            raise
+            if len(stale) >= page_size:  # deleted many at a time: each is a slow call
+                removed += self.client.delete_predictions(stale)
+                stale = []
+        if ordered_after is None:  # nothing of this version to show: order by it anyway
+            self._order(project_id, serving, store, errors, marker)
+            ordered_after = time.monotonic() - started
+        removed += self.client.delete_predictions(stale)
+        store.end_pages()
         store.save_index(index)
         store.save_skipped(errors)
         self.try_authorise_webhooks(project_id)

@@ -2,13 +2,19 @@
 order and Label Studio follows the new version as soon as the queue's first page is in,
 while the rest of the pool is still being masked; at the end every unlabelled task shows
 the new version once, except a task whose image vanished meanwhile: it fails alone, with
-its reason, and keeps what it showed."""
+its reason, and keeps what it showed. A scoring that stops half-way (Label Studio gone
+mid-job) leaves a note, and the project's next job, a reconcile that has no labels to train
+on, scores the rest."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import pytest
+
+from backend.job_functions import run_job
+from backend.label_studio import LabelStudioError
 from backend.pool_store import PoolStore
 from backend.prediction_label import version_label
 from backend.service import Service
@@ -18,6 +24,20 @@ from training.registry import Registry
 from .helpers import BRUSH_CONFIG, brush_annotation
 
 PAGE = 2  # tasks per import page
+
+
+class Stopping(Service):
+    """The backend's service, with Label Studio gone from the `stop_at`-th image fetch on."""
+
+    def __init__(self, settings: Settings, stop_at: int) -> None:
+        super().__init__(settings)
+        self.fetches, self.stop_at = 0, stop_at
+
+    def fetch_image(self, task, target):
+        self.fetches += 1
+        if self.fetches >= self.stop_at:
+            raise LabelStudioError("Label Studio is unreachable (stopped by the test)")
+        return super().fetch_image(task, target)
 
 
 class Watched(Service):
@@ -39,7 +59,7 @@ def test_a_new_versions_masks_follow_the_queue_and_its_front_is_served_first(
     shutil.copytree(
         trained_registry.root,
         tmp_path / "registry",
-        ignore=shutil.ignore_patterns("projects", "labels"),
+        ignore=shutil.ignore_patterns("projects", "labels", ".tmp-*"),
     )
     registry = Registry(tmp_path / "registry")
     project = label_studio.call(
@@ -76,6 +96,7 @@ def test_a_new_versions_masks_follow_the_queue_and_its_front_is_served_first(
         cache=tmp_path / "cache",
         feature_size=224,
         local_files_root=tmp_path / "files",
+        onnx=False,  # as the suite's backends: torch masks, no export per version
     )
     service = Watched(settings, look)
     first = service.rescore_project(pid, front=PAGE, page_size=PAGE)
@@ -131,3 +152,29 @@ def test_a_new_versions_masks_follow_the_queue_and_its_front_is_served_first(
         assert shows == [version_label(old) if tid in (broken, labelled) else new_label]
     served = label_studio.call("GET", f"/api/projects/{pid}/next")
     assert served["id"] == next(t for t in order if t != broken)
+
+    # a third version whose scoring stops on its second page: the queue follows it already,
+    # the rest of the pool still shows the second; the note left behind makes the project's
+    # next job (a reconcile with too few labels to train) score the rest
+    weights[head[-1]] += 2.0
+    third = registry.register(weights, meta)
+    registry.set_current(third, reason="test", project=pid)
+    store = PoolStore(registry.root, pid)
+    assert not store.pages_unfinished()
+    with pytest.raises(LabelStudioError, match="stopped by the test"):
+        Stopping(settings, stop_at=PAGE + 1).rescore_project(pid, front=PAGE, page_size=PAGE)
+    assert store.pages_unfinished()
+    tasks = {t["id"]: t for t in label_studio.tasks(pid)}
+    showing = {t: [p["model_version"] for p in task["predictions"]] for t, task in tasks.items()}
+    assert 1 <= sum(version_label(third) in v for v in showing.values()) <= PAGE
+    assert label_studio.call("GET", f"/api/projects/{pid}")["model_version"] == version_label(third)
+
+    result = run_job("reconcile", pid, Service(settings))
+    assert result["status"] == "too few new labels" and result["serving"] == third
+    assert not store.pages_unfinished()
+    final = {
+        t["id"]: [p["model_version"] for p in t["predictions"]] for t in label_studio.tasks(pid)
+    }
+    for tid, shows in final.items():
+        expected = version_label(old) if tid in (broken, labelled) else version_label(third)
+        assert shows == [expected]
