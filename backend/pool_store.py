@@ -100,6 +100,7 @@ class PoolStore:
     def begin_pages(self) -> None:
         """Note that a scoring is going down the queue: until `end_pages`, the pool may be
         part old, part new (a job that fails or is killed leaves the note behind)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.folder / "pages-unfinished", "w") as fh:
             fh.write("a scoring went down the queue and did not reach its end\n")
 

@@ -43,3 +43,17 @@ def project_lock(registry_root: Path | str, project: int, wait: float = 3600.0) 
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def project_busy(registry_root: Path | str, project: int) -> bool:
+    """Whether a job of the project holds its lock now (in this process or another)."""
+    lock = project_folder(registry_root, project) / ".job.lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False

@@ -2,7 +2,8 @@
 
 It reads every current annotation from the Label Studio API (never from webhook payloads,
 so a missed webhook only delays training); reconciling does nothing when no annotation
-changed since the project's last retrain. Otherwise it writes the
+changed since the project's last retrain, unless a scoring stopped before its last page
+(then it scores the pool again). Otherwise it writes the
 labelled tasks as an image/mask set under `<registry>/labels/project-<id>/`, fine-tunes
 the project's current version on the base training set plus those images, evaluates it
 (validation ODS, and ODS on the labels), registers it, promotes it into the project's line
@@ -30,6 +31,7 @@ from backend.edit_records import EditLog, EditRecord, make_record, starting_pred
 from backend.last_retrain import read_last_retrain, write_last_retrain
 from backend.pool_store import PoolStore
 from backend.prediction_label import labelled_version
+from backend.project_lock import project_busy
 from backend.project_threshold import (
     forget_threshold,
     load_threshold,
@@ -180,12 +182,21 @@ def too_few_changes(service: Service, project_id: int, min_changes: int) -> dict
     scoring that stopped before its last page (the pool is scored again)."""
     if min_changes <= 0:
         return None
-    if PoolStore(service.settings.registry, project_id).pages_unfinished():
+    if unfinished_scoring(service, project_id):
         return None
     revisions = label_revisions(service, project_id)
     if not revisions and threshold_recorded(load_threshold(service.settings.registry, project_id)):
         return None
     return _too_few_changes(project_id, revisions, last_trained(service, project_id), min_changes)
+
+
+def unfinished_scoring(service: Service, project_id: int) -> bool:
+    """A scoring of the project stopped before its last page, and no job of the project
+    runs now (a running scoring leaves the same note until its end)."""
+    registry = service.settings.registry
+    return PoolStore(registry, project_id).pages_unfinished() and not project_busy(
+        registry, project_id
+    )
 
 
 def _too_few_changes(
@@ -266,7 +277,8 @@ def retrain_project(
     folder, task_ids, skipped = export_labels(service, project_id)
     skipped_out = {str(k): v for k, v in skipped.items()}
     if not task_ids:
-        if forget_threshold(settings.registry, project_id, "no usable labels"):
+        forgot = forget_threshold(settings.registry, project_id, "no usable labels")
+        if forgot or PoolStore(settings.registry, project_id).pages_unfinished():
             rescore(project_id)
         everything = fingerprint(revisions, revisions)
         every = {str(t): _revision(r) for t, r in revisions.items()}

@@ -669,6 +669,54 @@ def test_setup_queues_a_scoring_once_per_version_and_options(settings):
     assert queued() == ["rescore:71"]
 
 
+def test_setup_scores_again_a_pool_whose_scoring_stopped_half_way(settings):
+    """A scoring that stopped before its last page leaves a note: /setup queues a scoring
+    again although this process remembers the version as scored, but not while a job of
+    the project runs (that scoring leaves the same note until its end)."""
+    import threading
+
+    import fakeredis
+
+    from backend.project_lock import project_lock
+    from backend.queues import RedisQueue, _keys
+
+    redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    queue = RedisQueue(connection=redis)  # no worker: jobs stay queued
+    client = create_app(settings, queue=queue).test_client()
+    store = PoolStore(settings.registry, 75)
+
+    def setup_queued() -> list[str]:
+        body = {"schema": CONFIG, "project": 75}
+        assert client.post("/setup", json=body).status_code == 200
+        keys = [k for k in queue.status()["queued"] if k.startswith("rescore:")]
+        for key in keys:
+            redis.delete(*_keys(key))
+        queue.queue.empty()
+        return keys
+
+    assert setup_queued() == ["rescore:75"]  # first seen: scored once
+    assert setup_queued() == []  # remembered
+    store.begin_pages()
+    holding, release = threading.Event(), threading.Event()
+
+    def running_job() -> None:
+        with project_lock(settings.registry, 75):
+            holding.set()
+            release.wait(30)
+
+    job = threading.Thread(target=running_job)
+    job.start()
+    try:
+        assert holding.wait(10)
+        assert setup_queued() == []  # a job of the project runs: its scoring is under way
+    finally:
+        release.set()
+        job.join()
+    assert setup_queued() == ["rescore:75"]  # stopped: scored again
+    store.end_pages()
+    assert setup_queued() == []
+
+
 def test_the_scoring_key_is_of_the_options_a_scoring_uses(settings):
     """A project is scored again when the order it is served in changes, also when that
     comes from the backend's default (an upgrade, or a new CRACKAL_STRATEGY)."""

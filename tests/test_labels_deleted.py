@@ -11,8 +11,14 @@ from urllib.parse import urlparse
 import pytest
 
 from backend.job_functions import run_job
+from backend.pool_store import PoolStore
 from backend.project_lock import project_lock
-from backend.project_threshold import load_threshold, project_threshold, save_threshold
+from backend.project_threshold import (
+    forget_threshold,
+    load_threshold,
+    project_threshold,
+    save_threshold,
+)
 from tests.peer_server import Peer, service_of
 
 PROJECT = 7
@@ -72,3 +78,26 @@ def test_a_project_without_labels_or_threshold_returns_at_once_without_the_lock(
         finished_while_locked = not job.is_alive()
     job.join()
     assert finished_while_locked and done["status"] == "no labels yet"
+
+
+def test_a_scoring_stopped_half_way_is_finished_by_the_next_job_but_not_beside_one(service):
+    """A scoring that stopped before its last page leaves a note: an idle job with no label
+    to train on scores the pool again and the note goes; while another job of the project
+    holds its lock (a scoring under way leaves the same note), the idle job returns at once."""
+    registry = service.settings.registry
+    forget_threshold(registry, PROJECT, "test")
+    store = PoolStore(registry, PROJECT)
+    store.begin_pages()
+    done: dict = {}
+    job = threading.Thread(target=lambda: done.update(run_job("idle", PROJECT, service)))
+    with project_lock(registry, PROJECT, wait=1.0):
+        job.start()
+        job.join(30)
+        finished_while_locked = not job.is_alive()
+    job.join()
+    assert finished_while_locked and done == {"status": "no labels yet", "project": PROJECT}
+    assert store.pages_unfinished()
+
+    again = run_job("idle", PROJECT, service)
+    assert again["status"] == "no labels yet" and "rescored" in again
+    assert not store.pages_unfinished()
