@@ -33,7 +33,6 @@ from backend.job_kind import JobKind
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.pool_store import PoolStore
 from backend.prediction_label import version_label
-from backend.project_lock import project_busy
 from backend.project_options import ProjectOptions, load_options, save_options
 from backend.project_view import all_projects, known_projects
 from backend.queues import JobQueue, make_queue
@@ -227,10 +226,7 @@ def create_app(
             if project not in authorised and service.try_authorise_webhooks(project):
                 authorised.add(project)  # the webhook appears after the first /setup
             now = (version, options.key(settings))  # as wanted(project), without reading them again
-            # a scoring that stopped before its last page, with no job of the project running
-            stopped = PoolStore(settings.registry, project).pages_unfinished() and not (
-                project_busy(settings.registry, project)
-            )
+            stopped = PoolStore(settings.registry, project).stopped_half_way()
             if scored.get(project) != now and not stopped and scored_elsewhere(project, now):
                 scored[project] = now
             if scored.get(project) != now or stopped:

@@ -21,6 +21,7 @@ import json
 import shutil
 from pathlib import Path
 
+from backend.project_lock import project_busy
 from selection.atomic import atomic_write
 from selection.distance_fit import DistanceFit
 from training.registry import project_folder
@@ -29,6 +30,7 @@ from training.registry import project_folder
 class PoolStore:
     def __init__(self, registry_root: Path | str, project_id: int) -> None:
         self.project = project_id
+        self.registry_root = registry_root
         self.folder = project_folder(registry_root, project_id)
 
     def fit_path(self, key: str) -> Path:
@@ -110,6 +112,12 @@ class PoolStore:
     def pages_unfinished(self) -> bool:
         """Whether the last scoring stopped before its last page (none finished since)."""
         return (self.folder / "pages-unfinished").exists()
+
+    def stopped_half_way(self) -> bool:
+        """A scoring stopped before its last page and no job of the project runs now (a
+        running scoring leaves the same note until its end). Not for a job holding the
+        project's lock: to it the project is always busy (`pages_unfinished` then)."""
+        return self.pages_unfinished() and not project_busy(self.registry_root, self.project)
 
     def load_scored(self) -> tuple[str, str, str] | None:
         """The marker of the last scoring that ordered the queue; None when absent or

@@ -31,7 +31,6 @@ from backend.edit_records import EditLog, EditRecord, make_record, starting_pred
 from backend.last_retrain import read_last_retrain, write_last_retrain
 from backend.pool_store import PoolStore
 from backend.prediction_label import labelled_version
-from backend.project_lock import project_busy
 from backend.project_threshold import (
     forget_threshold,
     load_threshold,
@@ -182,21 +181,12 @@ def too_few_changes(service: Service, project_id: int, min_changes: int) -> dict
     scoring that stopped before its last page (the pool is scored again)."""
     if min_changes <= 0:
         return None
-    if unfinished_scoring(service, project_id):
+    if PoolStore(service.settings.registry, project_id).stopped_half_way():
         return None
     revisions = label_revisions(service, project_id)
     if not revisions and threshold_recorded(load_threshold(service.settings.registry, project_id)):
         return None
     return _too_few_changes(project_id, revisions, last_trained(service, project_id), min_changes)
-
-
-def unfinished_scoring(service: Service, project_id: int) -> bool:
-    """A scoring of the project stopped before its last page, and no job of the project
-    runs now (a running scoring leaves the same note until its end)."""
-    registry = service.settings.registry
-    return PoolStore(registry, project_id).pages_unfinished() and not project_busy(
-        registry, project_id
-    )
 
 
 def _too_few_changes(
