@@ -4,7 +4,8 @@ the project dashboard (/dashboard, /dashboard/data, /dashboard/task).
 Label Studio calls /setup often and expects an answer within seconds, and gives webhooks
 one second: both only read small files and enqueue work. Labels below the retrain
 threshold train once no label came for CRACKAL_IDLE_DELAY seconds (a ticker thread takes
-due projects: an `idle` job, which trains if any label changed since the last retrain).
+due projects: an `idle` job, which trains if any label changed since the last retrain,
+and after a quick retrain trains a thorough candidate on the same labels).
 When the webhooks counted the threshold of label events, and at start and at a project's
 first /setup in this process, a reconcile job trains if at least the threshold of labels
 changed since the last retrain (counted in Label Studio, so no label is trained twice);
@@ -94,8 +95,12 @@ def create_app(
         return queue.submit(JobKind.RESCORE, project)
 
     def retrain(project: int) -> str:
+        """ "Start training": a retrain now, and the idle deadline armed again (a quick
+        retrain's thorough pass runs once labelling pauses)."""
         queue.reset_label_events(project)
-        return queue.submit(JobKind.RETRAIN, project)
+        answer = queue.submit(JobKind.RETRAIN, project)
+        queue.arm_idle(project, time.time() + settings.idle_delay)
+        return answer
 
     def enough_labels(project: int) -> str:
         """The threshold's job: a reconcile, which trains if, counted in Label Studio, at

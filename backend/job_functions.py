@@ -9,22 +9,47 @@ from typing import Any
 from backend.job_kind import JobKind
 from backend.label_studio import LabelStudioError
 from backend.project_lock import project_lock
-from backend.retrain import retrain_project, too_few_changes
+from backend.retrain import (
+    label_revisions,
+    last_trained,
+    retrain_project,
+    thorough_due,
+    thorough_pass,
+    too_few_changes,
+)
 from backend.scoring_shards import ShardPool
 from backend.service import RescoreReport, Service
 from backend.settings import Settings
-from training.train import TrainConfig
+from training.device import resolve_device
+from training.train import Adaptation, TrainConfig
 
 log = logging.getLogger("crackal.jobs")
 
 
+def retrain_preset(s: Settings) -> Adaptation:
+    """A retrain's preset: the setting, else thorough where training runs on CUDA (about
+    30 s on an H200) and quick on a CPU (about 50 s on 2 cores)."""
+    if s.adaptation is not None:
+        return s.adaptation
+    return Adaptation.THOROUGH if resolve_device().type == "cuda" else Adaptation.QUICK
+
+
 def retrain_config(s: Settings) -> TrainConfig:
-    """The training settings of a retrain: the adaptation preset with the backend's settings."""
-    return TrainConfig.adapt(
-        steps=s.adapt_steps,
-        freeze_encoder=s.adapt_frozen_encoder,
-        skeleton_recall=s.skeleton_recall,
-    )
+    """The training settings of a retrain: its preset with the backend's settings (a
+    thorough one within CRACKAL_THOROUGH_MINUTES)."""
+    overrides: dict[str, Any] = {"skeleton_recall": s.skeleton_recall}
+    if retrain_preset(s) is Adaptation.THOROUGH:
+        overrides["max_minutes"] = s.thorough_minutes
+    if s.adapt_steps is not None:
+        overrides["steps"] = s.adapt_steps
+    if s.adapt_frozen_encoder is not None:
+        overrides["freeze_encoder"] = s.adapt_frozen_encoder
+    return retrain_preset(s).config(**overrides)
+
+
+def thorough_config(s: Settings) -> TrainConfig:
+    """The training settings of a thorough pass while labelling pauses."""
+    return TrainConfig.thorough(max_minutes=s.thorough_minutes, skeleton_recall=s.skeleton_recall)
 
 
 def run_job(
@@ -51,7 +76,15 @@ def _run_job(
     s = service.settings
     least = kind.least_changes(s.retrain_threshold)
     nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock
-    if nothing_to_do is not None:
+    # labelling paused after a quick retrain: a thorough pass on its labels
+    deepen = kind is JobKind.IDLE and s.thorough_when_idle and retrain_preset(s) is Adaptation.QUICK
+
+    def thorough_now() -> bool:
+        return deepen and thorough_due(
+            last_trained(service, project), label_revisions(service, project)
+        )
+
+    if nothing_to_do is not None and not thorough_now():
         return nothing_to_do
 
     def rescore(project_id: int) -> RescoreReport:
@@ -68,7 +101,16 @@ def _run_job(
     with project_lock(s.registry, project, wait=s.job_timeout):
         if kind is JobKind.RESCORE:
             return rescore(project).as_dict()
-        return retrain_project(service, project, s.promote, retrain_config(s), least, rescore)
+        if thorough_now():  # the quick retrain's held-out labels are no reason to repeat it
+            return thorough_pass(service, project, thorough_config(s), s.promote, rescore)
+        result = retrain_project(
+            service, project, s.promote, retrain_config(s), least, rescore, retrain_preset(s)
+        )
+        if result.get("status") == "trained" and thorough_now():
+            result["thorough"] = thorough_pass(
+                service, project, thorough_config(s), s.promote, rescore
+            )
+        return result
 
 
 @functools.cache

@@ -12,7 +12,7 @@ class JobKind(StrEnum):
     RESCORE = "rescore"  # score the pool with the serving version
     RETRAIN = "retrain"  # asked for ("Start training"): adapt if any label changed
     RECONCILE = "reconcile"  # adapt if at least the retrain threshold of labels changed
-    IDLE = "idle"  # labelling paused: adapt if any label changed
+    IDLE = "idle"  # labelling paused: adapt if any label changed; then a thorough pass
 
     @classmethod
     def parse(cls, value: str) -> JobKind:

@@ -40,7 +40,9 @@ def project_view(registry: Registry, project: int) -> dict[str, Any]:
         "threshold": _threshold(registry.root, project, serving),
         "last_switch": history[-1] if history else None,
         "last_trained": (
-            {k: trained.get(k) for k in ("version", "decision", "time")} if trained else None
+            {k: trained.get(k) for k in ("version", "decision", "time", "preset")}
+            if trained
+            else None
         ),
         "skipped_tasks": skipped_tasks,
         "skipped_labels": skipped_labels,

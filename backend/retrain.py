@@ -8,7 +8,8 @@ labelled tasks as an image/mask set under `<registry>/labels/project-<id>/`, fin
 the project's current version on the base training set plus those images, evaluates it
 (validation ODS, and ODS on the labels), registers it, promotes it into the project's line
 when the promotion policy allows, prunes old versions and re-scores the pool. A failure at
-any step leaves the previous version serving.
+any step leaves the previous version serving. After a quick retrain, `thorough_pass`
+trains a candidate with the thorough preset on the same labels (the idle job runs it).
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ from selection.atomic import atomic_write
 from selection.images import decode_rgb
 from training.data import find_samples, load
 from training.evaluate import evaluate
-from training.fit import fit_version
+from training.fit import FitOutcome, fit_version, held_out_count
 from training.threshold_choice import choose_threshold, refit_refused
-from training.train import TrainConfig
+from training.train import Adaptation, TrainConfig
 
 log = logging.getLogger("crackal.retrain")
 
@@ -223,12 +224,6 @@ def _revision(revision: tuple[str, str]) -> str:
     return f"{revision[1]}:{revision[0]}"
 
 
-def held_out_count(labels: int) -> int:
-    """How many of the newest labels judge a candidate: a quarter, at least one once there
-    are two (a single label cannot be both trained on and tested)."""
-    return 0 if labels < 2 else max(1, labels // 4)
-
-
 def last_trained(service: Service, project_id: int) -> dict[str, Any]:
     """What the project's last finished retrain trained on ({} before the first)."""
     return read_last_retrain(service.holder.registry.root, project_id)
@@ -241,12 +236,14 @@ def retrain_project(
     config: TrainConfig | None = None,
     min_changes: int = 0,
     rescore: Callable[[int], RescoreReport] | None = None,
+    preset: Adaptation = Adaptation.QUICK,
 ) -> dict[str, Any]:
     """Adapt the project's current model to its labels (when `min_changes` > 0, only once
     that many labels are new or changed since the last retrain); returns what happened. The
     new version is promoted into the project's own line (a project never switches the
     shared base model); then the pool is re-scored (`rescore`, by default
-    `service.rescore_project`)."""
+    `service.rescore_project`). `preset` names the one `config` comes from (recorded: after
+    a quick one, a thorough pass may follow, `thorough_pass`)."""
     settings = service.settings
     revisions = label_revisions(service, project_id)
     before = last_trained(service, project_id)
@@ -284,32 +281,9 @@ def retrain_project(
         fresh = [i for i in labels if _task_of(i) not in judged_before]  # once per label
         judge = fresh[len(fresh) - min(held_out_count(len(labels)), len(fresh)) :]
         labels = [i for i in labels if i not in judge]
-    base = load(find_samples(settings.base_train)) if settings.base_train else []
-    val = load(find_samples(settings.base_val)) if settings.base_val else []
-    registry = service.holder.registry
-    outcome = fit_version(
-        registry,
-        base,
-        val,
-        parent="current",
-        added_items=labels,
-        config=config or TrainConfig.adapt(),
-        promote=promote,
-        progress=False,
-        note=f"adapted to {len(labels)} labels of Label Studio project {project_id}",
-        also_evaluate={"labelled": labels},
-        project=project_id,
-        judge=judge,
-        guard=PROMOTION_GUARD,
-        margin=PROMOTION_MARGIN,
-    )
-    log.info("project %s: %s (%s)", project_id, outcome.version, outcome.reason)
-    try:
-        threshold = refit_threshold(service, project_id, [*labels, *judge])
-        apply_retention(registry, settings.cache, settings.keep_versions)
-    except OSError as exc:  # a full disk: the new version stands, the rest waits
-        log.error("project %s: threshold or retention skipped: %s", project_id, exc)
-        threshold = None
+    note = f"adapted to {len(labels)} labels of Label Studio project {project_id}"
+    config = config or TrainConfig.adapt()
+    outcome, threshold = _adapt(service, project_id, labels, judge, config, promote, note)
     judged = {_task_of(i) for i in judge}
     held = sorted(judged_before | judged)
     trained = [t for t in revisions if t not in judged]
@@ -322,6 +296,7 @@ def retrain_project(
         skipped_out,
         held,
         {str(t): _revision(revisions[t]) for t in trained},
+        {"preset": preset.value, "round_judge": sorted(judged)},
     )
     rescored = rescore(project_id)
     return {
@@ -340,6 +315,111 @@ def retrain_project(
         "serving": rescored.model_version,
         # seconds into the re-score until Label Studio's queue followed its predictions
         "queue_ordered_after_s": rescored.ordered_after_s,
+    }
+
+
+def _adapt(
+    service: Service,
+    project_id: int,
+    labels: list,
+    judge: list,
+    config: TrainConfig,
+    promote: str,
+    note: str,
+) -> tuple[FitOutcome, dict[str, Any] | None]:
+    """A candidate from the project's current version trained on P plus `labels`, judged on
+    `judge` against the current one (promoted per `promote`); then the project's threshold
+    refitted on all of them and old versions retired."""
+    settings = service.settings
+    base = load(find_samples(settings.base_train)) if settings.base_train else []
+    val = load(find_samples(settings.base_val)) if settings.base_val else []
+    registry = service.holder.registry
+    outcome = fit_version(
+        registry,
+        base,
+        val,
+        parent="current",
+        added_items=labels,
+        config=config,
+        promote=promote,
+        progress=False,
+        note=note,
+        also_evaluate={"labelled": labels},
+        project=project_id,
+        judge=judge,
+        guard=PROMOTION_GUARD,
+        margin=PROMOTION_MARGIN,
+    )
+    log.info("project %s: %s (%s)", project_id, outcome.version, outcome.reason)
+    try:
+        threshold = refit_threshold(service, project_id, [*labels, *judge])
+        apply_retention(registry, settings.cache, settings.keep_versions)
+    except OSError as exc:  # a full disk: the new version stands, the rest waits
+        log.error("project %s: threshold or retention skipped: %s", project_id, exc)
+        threshold = None
+    return outcome, threshold
+
+
+def thorough_due(before: dict[str, Any], revisions: dict[int, tuple[str, str]]) -> bool:
+    """Whether the last retrain (`before`) was a quick one whose labels are unchanged: of
+    the labels changed since, none but the ones it held out to judge."""
+    if before.get("preset") != Adaptation.QUICK or before.get("version") is None:
+        return False
+    judged = set(before.get("round_judge") or [])
+    return set(changed_labels(revisions, before)) <= judged
+
+
+def thorough_pass(
+    service: Service,
+    project_id: int,
+    config: TrainConfig,
+    promote: str = "if-better",
+    rescore: Callable[[int], RescoreReport] | None = None,
+) -> dict[str, Any]:
+    """After a quick retrain, while labelling pauses: a candidate trained with `config` (the
+    thorough preset) on the same labels and judged on the same held-out ones against the
+    project's current version, i.e. the quick candidate when it was promoted (neither saw
+    those labels). Nothing is done when labels changed since (the next retrain has them)."""
+    before = last_trained(service, project_id)
+    revisions = label_revisions(service, project_id)
+    if not thorough_due(before, revisions):
+        return {"status": "no thorough pass due", "project": project_id}
+    folder, task_ids, skipped = export_labels(service, project_id)
+    items = load(find_samples(folder, set_name=f"project-{project_id}"))
+    judged = set(before.get("round_judge") or [])
+    judge = [i for i in items if _task_of(i) in judged]
+    labels = [i for i in items if _task_of(i) not in judged]
+    if not labels:
+        return {"status": "no usable labels", "project": project_id}
+    note = f"thorough pass over {len(labels)} labels of Label Studio project {project_id}"
+    outcome, threshold = _adapt(service, project_id, labels, judge, config, promote, note)
+    _record_trained(  # the same labels as the quick retrain: only the outcome is new
+        service,
+        project_id,
+        before["fingerprint"],
+        outcome.version,
+        outcome.reason,
+        {str(k): v for k, v in skipped.items()},
+        before.get("held_out"),
+        before.get("revisions"),
+        {"preset": Adaptation.THOROUGH.value, "round_judge": sorted(judged)},
+    )
+    rescored = rescore(project_id) if rescore else service.rescore_project(project_id)
+    return {
+        "status": "thorough pass",
+        "project": project_id,
+        "labels": len(labels),
+        "held_out": sorted(judged),
+        "tasks": task_ids,
+        "version": outcome.version,
+        "parent": outcome.meta["parent"],
+        "promoted": outcome.promoted,
+        "reason": outcome.reason,
+        "metrics": outcome.meta["metrics"],
+        "threshold": threshold,
+        "serving": rescored.model_version,
+        "train_seconds": round(outcome.result.seconds, 1),
+        "steps": outcome.result.steps,
     }
 
 
@@ -400,8 +480,10 @@ def _record_trained(
     skipped: dict[str, str],
     held_out: list[int] | None = None,
     revisions: dict[str, str] | None = None,
+    round_: dict[str, Any] | None = None,
 ) -> None:
     state = {
+        **(round_ or {}),  # the preset and this round's held-out labels
         "held_out": held_out or [],
         "revisions": revisions or {},
         "fingerprint": label_hash,

@@ -14,7 +14,7 @@ from selection.queue_order import QUEUE_STRATEGIES
 from selection.ranking import DEFAULT_BAND
 from selection.strategies import Strategy
 from training.device import resolve_device
-from training.train import TrainConfig
+from training.train import Adaptation, TrainConfig
 
 
 def _number(env: Mapping[str, str], name: str, default: Any, kind: type) -> Any:
@@ -69,10 +69,15 @@ class Settings:
     idle_delay: float = 600.0  # fewer labels train once no label came for this many seconds
     keep_versions: int = 20  # older versions are deleted, except any project's current one
     promote: str = "if-better"  # always | if-better | never
-    adapt_steps: int = 60
+    # a retrain's preset; None (auto): thorough on CUDA, quick on a CPU
+    adaptation: Adaptation | None = None
+    adapt_steps: int | None = None  # the preset's steps unless set
     # True: a retrain adapts the decoder only, so the parent's encoder and its features stay
-    # (README: "Adapting: which layers, which rates"); False: every layer
-    adapt_frozen_encoder: bool = True
+    # (README: "Adapting: which layers, which rates"); False: every layer; None: the preset's
+    adapt_frozen_encoder: bool | None = None
+    # after a quick retrain, once labelling pauses (idle_delay): a thorough pass on its labels
+    thorough_when_idle: bool = True
+    thorough_minutes: float = 15.0  # a thorough pass's wall-clock budget
     # weight of the skeleton recall term in a retrain's loss (thin cracks; 0: BCE + Dice)
     skeleton_recall: float = 1.0
     job_retries: int = 2  # a failed job is retried this many times, with backoff
@@ -140,13 +145,24 @@ class Settings:
         s.promote = e.get("CRACKAL_PROMOTE", s.promote)
         if s.promote not in ("always", "if-better", "never"):
             raise ValueError(f"CRACKAL_PROMOTE must be always, if-better or never: {s.promote!r}")
+        preset = e.get("CRACKAL_ADAPTATION", "auto")
+        if preset not in ("auto", *Adaptation):
+            raise ValueError(f"CRACKAL_ADAPTATION must be auto, quick or thorough: {preset!r}")
+        s.adaptation = None if preset == "auto" else Adaptation(preset)
         s.adapt_steps = _number(e, "CRACKAL_ADAPT_STEPS", s.adapt_steps, int)
-        if s.adapt_steps < 1:
+        if s.adapt_steps is not None and s.adapt_steps < 1:
             raise ValueError(f"CRACKAL_ADAPT_STEPS must be at least 1: {s.adapt_steps}")
-        encoder = e.get("CRACKAL_ADAPT_ENCODER", "frozen" if s.adapt_frozen_encoder else "trained")
-        if encoder not in ("frozen", "trained"):
+        encoder = e.get("CRACKAL_ADAPT_ENCODER", "")
+        if encoder not in ("", "frozen", "trained"):
             raise ValueError(f"CRACKAL_ADAPT_ENCODER must be frozen or trained: {encoder!r}")
-        s.adapt_frozen_encoder = encoder == "frozen"
+        s.adapt_frozen_encoder = None if not encoder else encoder == "frozen"
+        idle = e.get("CRACKAL_THOROUGH_WHEN_IDLE", "1").lower()
+        s.thorough_when_idle = idle not in ("0", "false", "no")
+        s.thorough_minutes = _number(e, "CRACKAL_THOROUGH_MINUTES", s.thorough_minutes, float)
+        if not 0 < s.thorough_minutes < 24 * 60:  # NaN too
+            raise ValueError(
+                f"CRACKAL_THOROUGH_MINUTES must be > 0 and < 1440: {s.thorough_minutes}"
+            )
         s.skeleton_recall = _number(e, "CRACKAL_SKELETON_RECALL", s.skeleton_recall, float)
         try:  # the training settings' own rule, refused at start (NaN too)
             TrainConfig(skeleton_recall=s.skeleton_recall)

@@ -47,13 +47,12 @@ import torch
 from result_rows import append_row
 from threshold_refit import QUEUE_SHARE, features, queue_draws
 
-from backend.retrain import held_out_count
 from selection.images import list_images
 from training.campaign import read_runs
 from training.campaign_report import t_interval
 from training.data import find_samples, load
 from training.evaluate import evaluate
-from training.fit import TOLERANCE_PX, within_margin
+from training.fit import TOLERANCE_PX, held_out_count, within_margin
 from training.metrics import COUNT_FIELDS, Counts, image_counts, pooled_f, scores
 from training.predict import predict_probs
 from training.registry import Registry
@@ -63,6 +62,10 @@ from training.train import TrainConfig, train
 ARMS: dict[str, dict] = {  # name -> TrainConfig.adapt() overrides
     "shipped": {},
     "added0.5": {"added_fraction": 0.5},  # half of each batch from the labels
+    "dec600": {"steps": 600},  # 10x the steps (a GPU's seconds; about 8 min on 2 CPU cores)
+    "full600": {"steps": 600, "freeze_encoder": False},  # ... and the encoder trained too
+    # TrainConfig.thorough(): full600 with 15 minutes instead of 3 (the thorough pass)
+    "thorough": {"steps": 600, "freeze_encoder": False, "max_minutes": 15.0},
 }
 COLUMNS = ("set", "draw", "labels", "arm", "judge", "parent_judge", "ods", "parent_ods",
            "own", "f", "f_unseen", "parent_f", "served_f", "promoted", "train_seconds",

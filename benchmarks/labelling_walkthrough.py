@@ -15,12 +15,14 @@ seconds from the first label (and from the last) to the end of the retrain and r
 from the first label until Label Studio's queue follows a new version (its first page of
 pre-annotations imported; only where a version was promoted), and the
 pooled pixel F (and mean per-image F) of the pre-annotations on the tasks no stage
-labelled (one fixed set per project, so stages compare). Results go to `--out` as JSON
-after each set (a stop keeps the finished sets; a rerun skips them).
+labelled (one fixed set per project, so stages compare). With `--idle-delay S` labelling
+pauses after each stage's retrain until the idle job's thorough pass is done (a CPU
+backend's second pass), and the stage is read again (`pass`: thorough). Results go to
+`--out` as JSON after each set (a stop keeps the finished sets; a rerun skips them).
 
     .venv/bin/python benchmarks/labelling_walkthrough.py --registry REG \\
         [--sets gaps384 cfd large] [--labels 0 3 7] [--workdir DIR] [--out FILE] \\
-        [--strategy kcenter]
+        [--strategy kcenter] [--idle-delay 200]
 
 `REG` holds the base model (e.g. the one `crackal demo` trained); it is copied, never
 changed. Needs Label Studio in .venv-ls and redis-server (./scripts/setup-services).
@@ -69,6 +71,12 @@ def main() -> None:
         help="the queue's order (default: the shipped one; session 9's figures: farthest)",
     )
     parser.add_argument("--label-studio", type=Path, default=REPO / ".venv-ls/bin/label-studio")
+    parser.add_argument(
+        "--idle-delay",
+        type=float,
+        help="CRACKAL_IDLE_DELAY: after each stage's retrain, wait for the idle job's "
+        "thorough pass (a CPU backend's second pass) and read F again",
+    )
     args = parser.parse_args()
     done = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name in args.sets:
@@ -91,7 +99,7 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
     stages = sorted({n for n in args.labels if n < len(images)})
     extra = {
         "CRACKAL_RETRAIN_THRESHOLD": "3",
-        "CRACKAL_IDLE_DELAY": "86400",
+        "CRACKAL_IDLE_DELAY": str(args.idle_delay or 86400),
         "CRACKAL_STRATEGY": args.strategy,
     }
     with local_stack(args.label_studio, work, registry, args.data, extra_env=extra) as stack:
@@ -135,6 +143,7 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
                 {
                     "labels": stage,
                     "labelled": list(labelled),
+                    "pass": "quick" if stage else "base",
                     "serving": registry.current(pid),
                     "decision": trained.get("decision") if stage else "base model",
                     "seconds": round(retrain_s, 1),
@@ -147,6 +156,10 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
                 }
             )
             print(f"{name} {stage} labels: {seen[-1]['serving']} ({seen[-1]['decision']})")
+            if stage and args.idle_delay:
+                seen.append(thorough_stage(stack, http, registry, pid, seen[-1], started))
+                print(f"{name} {stage} labels, thorough: {seen[-1]['serving']} "
+                      f"({seen[-1]['decision']})")  # fmt: skip
     never = [t for t in seen[-1]["masks"] if int(t) not in labelled]
     files = {str(t): m for t, m in seen[-1]["masks"].items()}
     for stage in seen:
@@ -157,6 +170,32 @@ def walk(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
         "strategy": args.strategy,
         "stages": seen,
     }
+
+
+def thorough_stage(
+    stack: Any,
+    http: requests.Session,
+    registry: Registry,
+    pid: int,
+    quick: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """The stage again once labelling paused long enough for the idle job's thorough pass
+    (the last retrain's preset is `thorough`) and no job of the project runs."""
+    deadline = time.monotonic() + 2700
+    while time.monotonic() < deadline:
+        trained = read_last_retrain(registry.root, pid)
+        if trained.get("preset") == "thorough" and not busy(stack.backend, stack.auth, pid):
+            return {
+                **{k: quick[k] for k in ("labels", "labelled")},
+                "pass": "thorough",
+                "serving": registry.current(pid),
+                "decision": trained.get("decision"),
+                "seconds": round(time.monotonic() - started, 1),  # from the stage's first label
+                "masks": predicted_masks(http, stack.ls.url, pid),
+            }
+        time.sleep(2)
+    raise TimeoutError(f"project {pid}: no thorough pass within 45 minutes")
 
 
 def file_name(task: dict[str, Any]) -> str:
@@ -250,12 +289,16 @@ def f_scores(
 
 def report(name: str, result: dict[str, Any]) -> None:
     print(f"\n{name}: {result['images']} images, F on the {result['evaluated']} never labelled")
-    print("labels  pooled F  mean image F  seconds  after last  new served  serving  decision")
+    print(
+        "labels  pass      pooled F  mean image F  seconds  after last  new served  serving  "
+        "decision"
+    )
     for s in result["stages"]:
         # absent from results written before they were timed
         after, served = s.get("after_last_label"), s.get("new_version_served")
         print(
-            f"{s['labels']:6d}  {s['pooled_f']:8.3f}  {s['mean_image_f']:12.3f}  "
+            f"{s['labels']:6d}  {s.get('pass', ''):8s}  {s['pooled_f']:8.3f}  "
+            f"{s['mean_image_f']:12.3f}  "
             f"{s['seconds']:7.0f}  {'-' if after is None else f'{after:10.0f}':>10s}  "
             f"{'-' if served is None else f'{served:10.0f}':>10s}  "
             f"{s['serving']:7s}  {s['decision']}"

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
             print(said)
         trained = view.get("last_trained")
         if trained:
-            print(f"  last retrain: {trained.get('version')}: {trained.get('decision')}")
+            preset = f" ({trained['preset']})" if trained.get("preset") else ""
+            print(f"  last retrain{preset}: {trained.get('version')}: {trained.get('decision')}")
         for kind, count in sorted((view.get("skipped_counts") or {}).items()):
             print(f"  skipped {count} x {kind}")
         for what in ("skipped_tasks", "skipped_labels"):

@@ -18,7 +18,7 @@ from PIL import Image
 from backend.app import create_app
 from backend.edit_records import EditLog, make_record
 from backend.image_source import own_route
-from backend.job_functions import retrain_config
+from backend.job_functions import retrain_config, retrain_preset, thorough_config
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.pool_store import PoolStore
 from backend.service import Service
@@ -27,7 +27,9 @@ from selection.distance_fit import DistanceFit
 from selection.images import read_rgb
 from selection.strategies import Strategy
 from tests.conftest import registry_with_an_untrained_model
+from training.device import resolve_device
 from training.registry import Registry
+from training.train import Adaptation
 
 CONFIG = """<View><Image name="img" value="$photo"/>
 <BrushLabels name="paint" toName="img"><Label value="Background"/><Label value="Crack"/>
@@ -176,11 +178,28 @@ def test_settings_from_environment():
     )
     assert s.label_studio_url == "http://ls:8080" and s.band == (0.5, 0.9)
     assert s.features == "imagenet" and s.order_queue is False
-    assert s.adapt_frozen_encoder  # the default: the decoder adapts, the encoder stays
-    assert not Settings.from_env({"CRACKAL_ADAPT_ENCODER": "trained"}).adapt_frozen_encoder
-    assert retrain_config(s).skeleton_recall == 1.0 and retrain_config(s).freeze_encoder
+    # auto: the quick preset where training runs on a CPU, the thorough one on CUDA
+    auto = retrain_config(s)
+    expected = Adaptation.THOROUGH if resolve_device().type == "cuda" else Adaptation.QUICK
+    assert retrain_preset(s) is expected and auto == expected.config()
+    quick, thorough = Adaptation.QUICK.config(), Adaptation.THOROUGH.config()
+    assert quick.freeze_encoder and quick.steps == 60 and quick.skeleton_recall == 1.0
+    assert not thorough.freeze_encoder and thorough.steps == 600 == thorough.eval_every
+    chosen = Settings.from_env({"CRACKAL_ADAPTATION": "thorough"})
+    assert retrain_preset(chosen) is Adaptation.THOROUGH and retrain_config(chosen) == thorough
+    capped = {"CRACKAL_ADAPTATION": "thorough", "CRACKAL_THOROUGH_MINUTES": "2"}
+    assert retrain_config(Settings.from_env(capped)).max_minutes == 2.0
+    trained = Settings.from_env({"CRACKAL_ADAPT_ENCODER": "trained"})
+    assert not retrain_config(trained).freeze_encoder
     wide = Settings.from_env({"CRACKAL_SKELETON_RECALL": "0", "CRACKAL_ADAPT_STEPS": "7"})
     assert retrain_config(wide).skeleton_recall == 0.0 and retrain_config(wide).steps == 7
+    assert retrain_config(wide).eval_every == 7
+    # a thorough pass while labelling pauses: on by default, its budget in minutes
+    assert s.thorough_when_idle and thorough_config(s).max_minutes == 15.0
+    short = Settings.from_env({"CRACKAL_THOROUGH_MINUTES": "0.5", "CRACKAL_SKELETON_RECALL": "0"})
+    assert thorough_config(short).max_minutes == 0.5 and thorough_config(short).steps == 600
+    assert thorough_config(short).skeleton_recall == 0.0
+    assert not Settings.from_env({"CRACKAL_THOROUGH_WHEN_IDLE": "0"}).thorough_when_idle
     with pytest.raises(ValueError, match="CRACKAL_FEATURES"):
         Settings.from_env({"CRACKAL_FEATURES": "clip"})
     # refused at start, not at the first model load or retrain
@@ -194,6 +213,12 @@ def test_settings_from_environment():
         ({"CRACKAL_SKELETON_RECALL": "lots"}, "CRACKAL_SKELETON_RECALL must be a number: 'lots'"),
         ({"CRACKAL_SKELETON_RECALL": ""}, "CRACKAL_SKELETON_RECALL must be a number"),
         ({"CRACKAL_ADAPT_STEPS": "6.5"}, "CRACKAL_ADAPT_STEPS must be an integer: '6.5'"),
+        ({"CRACKAL_ADAPTATION": "slow"}, "CRACKAL_ADAPTATION must be auto, quick or thorough"),
+        ({"CRACKAL_ADAPTATION": ""}, "CRACKAL_ADAPTATION must be"),
+        ({"CRACKAL_THOROUGH_MINUTES": "0"}, "CRACKAL_THOROUGH_MINUTES must be > 0"),
+        ({"CRACKAL_THOROUGH_MINUTES": "nan"}, "CRACKAL_THOROUGH_MINUTES must be > 0"),
+        ({"CRACKAL_THOROUGH_MINUTES": "inf"}, "CRACKAL_THOROUGH_MINUTES must be > 0"),
+        ({"CRACKAL_THOROUGH_MINUTES": "soon"}, "CRACKAL_THOROUGH_MINUTES must be a number"),
     ]
     if not torch.cuda.is_available():
         refused.append(({"CRACKAL_DEVICE": "cuda"}, "CUDA is not available"))

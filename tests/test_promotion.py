@@ -3,8 +3,7 @@ base validation set as a guard (a tolerance, not a veto)."""
 
 import pytest
 
-from backend.retrain import held_out_count
-from training.fit import Judged, _decide, allowed_loss
+from training.fit import Judged, _decide, allowed_loss, held_out_count
 
 
 def judged(

@@ -201,6 +201,12 @@ class Judged:
         allowed_loss(self.margin, self.held_out_images)  # refuses a margin no rule can use
 
 
+def held_out_count(labels: int) -> int:
+    """How many of the newest labels judge a candidate: a quarter, at least one once there
+    are two (a single label cannot be both trained on and tested)."""
+    return 0 if labels < 2 else max(1, labels // 4)
+
+
 def allowed_loss(margin: float, images: int) -> float:
     """Held-out ODS a candidate may lose on `images` held-out images: `margin` on one,
     margin / sqrt(n) on n (assumed: the noise of a score over n images shrinks about so),

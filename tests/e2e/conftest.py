@@ -130,6 +130,10 @@ def backend_env(
         # no spontaneous idle retrains in the suite's shared backends: each would hold the
         # job runner for minutes (test_hostile_inputs tests the idle delay on its own backend)
         "CRACKAL_IDLE_DELAY": "86400",
+        # quick retrains also where CUDA is present (auto would pick the thorough preset), and
+        # an idle job's thorough pass (test_hostile_inputs) trains for 3 s, not 15 minutes
+        "CRACKAL_ADAPTATION": "quick",
+        "CRACKAL_THOROUGH_MINUTES": "0.05",
         # masks on torch: each rq job's process would check its onnxruntime export against
         # torch again (tests/test_onnx.py covers onnxruntime; the hostile project uses it)
         "CRACKAL_ONNX": "0",

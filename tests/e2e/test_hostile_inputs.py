@@ -341,6 +341,19 @@ def test_labels_below_the_threshold_train_when_idle_bad_ones_alone_skipped_both_
         assert job["state"] == "finished", job
         assert job["started"] >= t_labelled + IDLE_DELAY - 2  # after the idle delay, not before
         assert job["result"]["labels"] == 2 and job["result"]["promoted"], job["result"]
+        # then, labelling still paused, a thorough pass on the same labels: every layer
+        thorough = job["result"]["thorough"]
+        quick = job["result"]["version"]
+        assert thorough["status"] == "thorough pass" and thorough["labels"] == 2, thorough
+        assert thorough["parent"] == quick and thorough["promoted"]  # CRACKAL_PROMOTE=always
+        assert thorough["serving"] == thorough["version"] and thorough["steps"] >= 1
+        encoders = {
+            trained_registry.meta(v)["encoder_sha256"] for v in (quick, thorough["version"])
+        }
+        assert len(encoders) == 2
+    projects_view = BACKEND.get(f"{hostile_backend['url']}/health", timeout=10).json()["projects"]
+    for pid in (a, b):
+        assert projects_view[str(pid)]["last_trained"]["preset"] == "thorough"
     # the two projects trained at once, on the two workers
     assert jobs["a"]["started"] < jobs["b"]["ended"] and jobs["b"]["started"] < jobs["a"]["ended"]
 
@@ -358,7 +371,7 @@ def test_labels_below_the_threshold_train_when_idle_bad_ones_alone_skipped_both_
             for r in trained_registry.meta(version)["training"]["added_images"]
         }
         assert added == {f"task-{t}" for t in labelled[k]}
-        assert version == jobs[k]["result"]["version"]
+        assert version == jobs[k]["result"]["thorough"]["version"]
     assert trained_registry.current() == base  # the shared base model did not move
     assert trained_registry.current(a) != trained_registry.current(b)
 
