@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from backend.job_kind import JobKind
 from backend.label_studio import LabelStudioError
 from backend.project_lock import project_lock
 from backend.retrain import (
+    ThoroughStatus,
     label_revisions,
     last_trained,
     retrain_project,
@@ -53,15 +55,21 @@ def thorough_config(s: Settings) -> TrainConfig:
 
 
 def run_job(
-    kind: str, project: int, service: Service, shards: ShardPool | None = None
+    kind: str,
+    project: int,
+    service: Service,
+    shards: ShardPool | None = None,
+    waiting: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Run one job for one Label Studio project with `service`, never beside another job
     of the same project (a re-score and a retrain of it wait for each other). With
     `shards` (on rq), a large project's images are analysed on several workers before
-    each scoring, the one after a retrain included. A project Label Studio no longer has
-    (404) ends the job with that status instead of failing it into retries."""
+    each scoring, the one after a retrain included. `waiting` says whether other jobs wait
+    for a worker: a thorough pass then gives way (`thorough_yielded`). A project Label
+    Studio no longer has (404) ends the job with that status instead of failing it into
+    retries."""
     try:
-        return _run_job(JobKind.parse(kind), project, service, shards)
+        return _run_job(JobKind.parse(kind), project, service, shards, waiting)
     except LabelStudioError as exc:
         if exc.status != 404 or service.client.project_exists(project):
             raise
@@ -71,20 +79,20 @@ def run_job(
 
 
 def _run_job(
-    kind: JobKind, project: int, service: Service, shards: ShardPool | None
+    kind: JobKind,
+    project: int,
+    service: Service,
+    shards: ShardPool | None,
+    waiting: Callable[[], bool] | None,
 ) -> dict[str, Any]:
     s = service.settings
     least = kind.least_changes(s.retrain_threshold)
     nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock
     # labelling paused after a quick retrain: a thorough pass on its labels
     deepen = kind is JobKind.IDLE and s.thorough_when_idle and retrain_preset(s) is Adaptation.QUICK
-
-    def thorough_now() -> bool:
-        return deepen and thorough_due(
-            last_trained(service, project), label_revisions(service, project)
-        )
-
-    if nothing_to_do is not None and not thorough_now():
+    if nothing_to_do is not None and not (
+        deepen and thorough_due(last_trained(service, project), label_revisions(service, project))
+    ):
         return nothing_to_do
 
     def rescore(project_id: int) -> RescoreReport:
@@ -98,18 +106,21 @@ def _run_job(
         report.shards = pages
         return report
 
+    def thorough() -> dict[str, Any]:
+        return thorough_pass(service, project, thorough_config(s), s.promote, rescore, waiting)
+
     with project_lock(s.registry, project, wait=s.job_timeout):
         if kind is JobKind.RESCORE:
             return rescore(project).as_dict()
-        if thorough_now():  # the quick retrain's held-out labels are no reason to repeat it
-            return thorough_pass(service, project, thorough_config(s), s.promote, rescore)
+        if deepen:  # a quick retrain's held-out labels alone are no reason to repeat it
+            deep = thorough()
+            if deep["status"] is not ThoroughStatus.NOT_DUE:
+                return deep
         result = retrain_project(
             service, project, s.promote, retrain_config(s), least, rescore, retrain_preset(s)
         )
-        if result.get("status") == "trained" and thorough_now():
-            result["thorough"] = thorough_pass(
-                service, project, thorough_config(s), s.promote, rescore
-            )
+        if deepen and result.get("status") == "trained":
+            result["thorough"] = thorough()
         return result
 
 

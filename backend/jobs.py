@@ -87,6 +87,11 @@ class ThreadRunner:
             raise outcome["error"]
         return outcome.get("result")
 
+    def waiting(self) -> bool:
+        """Whether a submitted job waits for the one running."""
+        with self._lock:
+            return bool(self._pending)
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             return {

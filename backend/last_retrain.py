@@ -1,6 +1,8 @@
 """The record of a project's last finished retrain (`trained.json` in its registry folder):
-which label revisions it trained on, the labels it held out, the labels it skipped and
-why, and the version it made and the decision on it. The one place that reads or writes it;
+which label revisions it trained on, the labels it held out (all, and this round's), the
+labels it skipped and why, the version it made and the decision on it, and its preset
+(quick or thorough; a thorough pass rewrites the record of the quick retrain before it).
+The one place that reads or writes it;
 a missing or damaged record reads as {} (no retrain yet)."""
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from backend.job_functions import run_job, worker_service
 from backend.job_kind import JobKind
 from backend.job_state import JobState, Submission
 from backend.jobs import ThreadRunner
+from backend.retrain import thorough_yielded
 from backend.scoring_shards import ShardPool
 from backend.service import Service
 
@@ -58,7 +59,14 @@ class EmbeddedQueue:
     def submit(self, kind: str, project: int) -> Submission:
         """Queue job `kind` (a JobKind value; refused when unknown) for `project`."""
         kind = JobKind.parse(kind)
-        return self.runner.submit(f"{kind}:{project}", lambda: run_job(kind, project, self.service))
+        return self.runner.submit(f"{kind}:{project}", lambda: self._run(kind, project))
+
+    def _run(self, kind: JobKind, project: int) -> dict[str, Any]:
+        """The job; a thorough pass that gave way to queued jobs is tried at the next pause."""
+        result = run_job(kind, project, self.service, waiting=self.runner.waiting)
+        if thorough_yielded(result):
+            self.train_when_idle(project, time.time() + self.service.settings.idle_delay)
+        return result
 
     def status(self) -> dict[str, Any]:
         return {
@@ -231,7 +239,7 @@ def run_in_worker(
     kind: str, project: int, retries: int = 2, backoff: float = 5.0, service: Service | None = None
 ) -> dict[str, Any]:
     """The rq job: run `kind` for `project`, record the outcome, hand over to a follow-up."""
-    from rq import get_current_job
+    from rq import Queue, get_current_job
 
     job = get_current_job()
     redis = job.connection
@@ -254,7 +262,12 @@ def run_in_worker(
         threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     try:
         shards = ShardPool(redis, job.origin, job.timeout or JOB_TIMEOUT)
-        record["result"] = run_job(kind, project, service or worker_service(), shards)
+        service = service or worker_service()
+        waiting = Queue(job.origin, connection=redis)
+        record["result"] = run_job(kind, project, service, shards, lambda: len(waiting) > 0)
+        if thorough_yielded(record["result"]):  # gave way to queued jobs: the next pause
+            at = time.time() + service.settings.idle_delay
+            RedisQueue(connection=redis).train_when_idle(project, at)
         record["state"] = JobState.FINISHED.value
     except Exception as exc:
         record["error"] = f"{exc.__class__.__name__}: {exc}"

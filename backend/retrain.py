@@ -20,6 +20,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from training.data import find_samples, load
 from training.evaluate import evaluate
 from training.fit import FitOutcome, fit_version, held_out_count
 from training.threshold_choice import choose_threshold, refit_refused
-from training.train import Adaptation, TrainConfig
+from training.train import Adaptation, TrainConfig, TrainingStoppedError
 
 log = logging.getLogger("crackal.retrain")
 
@@ -326,6 +327,7 @@ def _adapt(
     config: TrainConfig,
     promote: str,
     note: str,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[FitOutcome, dict[str, Any] | None]:
     """A candidate from the project's current version trained on P plus `labels`, judged on
     `judge` against the current one (promoted per `promote`); then the project's threshold
@@ -349,6 +351,7 @@ def _adapt(
         judge=judge,
         guard=PROMOTION_GUARD,
         margin=PROMOTION_MARGIN,
+        stop=stop,
     )
     log.info("project %s: %s (%s)", project_id, outcome.version, outcome.reason)
     try:
@@ -369,44 +372,62 @@ def thorough_due(before: dict[str, Any], revisions: dict[int, tuple[str, str]]) 
     return set(changed_labels(revisions, before)) <= judged
 
 
+class ThoroughStatus(StrEnum):
+    """How a thorough pass ended."""
+
+    NOT_DUE = "no thorough pass due"
+    DONE = "thorough pass"
+    NO_USABLE_LABELS = "no usable labels for a thorough pass"
+    LABELS_CHANGED = "labels changed during the thorough pass"  # the next retrain has them
+    YIELDED = "thorough pass yielded to waiting jobs"  # tried again at the next pause
+
+
 def thorough_pass(
     service: Service,
     project_id: int,
     config: TrainConfig,
     promote: str = "if-better",
     rescore: Callable[[int], RescoreReport] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """After a quick retrain, while labelling pauses: a candidate trained with `config` (the
     thorough preset) on the same labels and judged on the same held-out ones against the
     project's current version, i.e. the quick candidate when it was promoted (neither saw
-    those labels). Nothing is done when labels changed since (the next retrain has them)."""
+    those labels). Nothing is done when it is not due (`thorough_due`), or kept when a
+    label changed before the training began; when `stop` says so during the training (other
+    jobs wait) the candidate is dropped and the pass stays due."""
     before = last_trained(service, project_id)
-    revisions = label_revisions(service, project_id)
-    if not thorough_due(before, revisions):
-        return {"status": "no thorough pass due", "project": project_id}
+    if not thorough_due(before, label_revisions(service, project_id)):
+        return {"status": ThoroughStatus.NOT_DUE, "project": project_id}
     folder, task_ids, skipped = export_labels(service, project_id)
+    if not thorough_due(before, label_revisions(service, project_id)):  # changed meanwhile
+        return {"status": ThoroughStatus.LABELS_CHANGED, "project": project_id}
     items = load(find_samples(folder, set_name=f"project-{project_id}"))
     judged = set(before.get("round_judge") or [])
     judge = [i for i in items if _task_of(i) in judged]
     labels = [i for i in items if _task_of(i) not in judged]
-    if not labels:
-        return {"status": "no usable labels", "project": project_id}
+    skipped_out = {str(k): v for k, v in skipped.items()}
+
+    def record(version: str | None, decision: str) -> None:
+        _record_trained(  # the same labels as the quick retrain: only the outcome is new
+            service, project_id, before["fingerprint"], version, decision, skipped_out,
+            before.get("held_out"), before.get("revisions"),
+            {"preset": Adaptation.THOROUGH.value, "round_judge": sorted(judged)},
+        )  # fmt: skip
+
+    if not labels:  # recorded, so that the next pause does not export them again
+        record(before.get("version"), ThoroughStatus.NO_USABLE_LABELS)
+        return {"status": ThoroughStatus.NO_USABLE_LABELS, "project": project_id}
     note = f"thorough pass over {len(labels)} labels of Label Studio project {project_id}"
-    outcome, threshold = _adapt(service, project_id, labels, judge, config, promote, note)
-    _record_trained(  # the same labels as the quick retrain: only the outcome is new
-        service,
-        project_id,
-        before["fingerprint"],
-        outcome.version,
-        outcome.reason,
-        {str(k): v for k, v in skipped.items()},
-        before.get("held_out"),
-        before.get("revisions"),
-        {"preset": Adaptation.THOROUGH.value, "round_judge": sorted(judged)},
-    )
+    try:
+        outcome, threshold = _adapt(service, project_id, labels, judge, config, promote, note, stop)
+    except TrainingStoppedError as exc:
+        log.info("project %s: thorough pass yielded to waiting jobs (%s)", project_id, exc)
+        return {"status": ThoroughStatus.YIELDED, "project": project_id, "why": str(exc)}
+    record(outcome.version, outcome.reason)
     rescored = rescore(project_id) if rescore else service.rescore_project(project_id)
     return {
-        "status": "thorough pass",
+        "status": ThoroughStatus.DONE,
         "project": project_id,
         "labels": len(labels),
         "held_out": sorted(judged),
@@ -421,6 +442,13 @@ def thorough_pass(
         "train_seconds": round(outcome.result.seconds, 1),
         "steps": outcome.result.steps,
     }
+
+
+def thorough_yielded(result: dict[str, Any]) -> bool:
+    """Whether a job's result (or the thorough pass inside it) says the pass yielded."""
+    inner = result.get("thorough")
+    inner_status = inner.get("status") if isinstance(inner, dict) else None
+    return ThoroughStatus.YIELDED in (result.get("status"), inner_status)
 
 
 def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str, Any] | None:

@@ -172,6 +172,11 @@ class Settings:
         s.job_timeout = _number(e, "CRACKAL_JOB_TIMEOUT", s.job_timeout, int)
         if s.job_timeout < 1:
             raise ValueError(f"CRACKAL_JOB_TIMEOUT must be at least 1 s: {s.job_timeout}")
+        if s.thorough_minutes * 60 > s.job_timeout / 2:  # the job also re-scores the pool
+            raise ValueError(
+                f"CRACKAL_THOROUGH_MINUTES ({s.thorough_minutes}) must be at most half of "
+                f"CRACKAL_JOB_TIMEOUT ({s.job_timeout} s) in minutes"
+            )
         s.redis_url = e.get("REDIS_URL", "")
         s.shard_tasks = _number(e, "CRACKAL_SHARD_TASKS", s.shard_tasks, int)
         s.shard_helpers = _number(e, "CRACKAL_SHARD_HELPERS", s.shard_helpers, int)

@@ -62,7 +62,7 @@ from training.train import TrainConfig, train
 ARMS: dict[str, dict] = {  # name -> TrainConfig.adapt() overrides
     "shipped": {},
     "added0.5": {"added_fraction": 0.5},  # half of each batch from the labels
-    "dec600": {"steps": 600},  # 10x the steps (a GPU's seconds; about 8 min on 2 CPU cores)
+    "dec600": {"steps": 600},  # 10x the steps (a GPU's seconds; adapt()'s 3 minutes cut a CPU's)
     "full600": {"steps": 600, "freeze_encoder": False},  # ... and the encoder trained too
     # TrainConfig.thorough(): full600 with 15 minutes instead of 3 (the thorough pass)
     "thorough": {"steps": 600, "freeze_encoder": False, "max_minutes": 15.0},

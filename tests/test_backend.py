@@ -8,6 +8,7 @@ import base64
 import json
 import socket
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -219,6 +220,11 @@ def test_settings_from_environment():
         ({"CRACKAL_THOROUGH_MINUTES": "nan"}, "CRACKAL_THOROUGH_MINUTES must be > 0"),
         ({"CRACKAL_THOROUGH_MINUTES": "inf"}, "CRACKAL_THOROUGH_MINUTES must be > 0"),
         ({"CRACKAL_THOROUGH_MINUTES": "soon"}, "CRACKAL_THOROUGH_MINUTES must be a number"),
+        ({"CRACKAL_THOROUGH_MINUTES": "31"}, "at most half of CRACKAL_JOB_TIMEOUT"),
+        (
+            {"CRACKAL_THOROUGH_MINUTES": "10", "CRACKAL_JOB_TIMEOUT": "900"},
+            "at most half of CRACKAL_JOB_TIMEOUT",
+        ),
     ]
     if not torch.cuda.is_available():
         refused.append(({"CRACKAL_DEVICE": "cuda"}, "CUDA is not available"))
@@ -300,7 +306,9 @@ def test_webhooks_are_acknowledged_and_only_pool_changes_enqueue(client):
     assert client.post("/webhook", json={"project": 1}).status_code == 400
 
 
-def test_label_studio_unreachable_is_a_visible_job_error(client):
+def test_label_studio_unreachable_is_a_visible_job_error(settings):
+    # no retries: their backoff (5 s, 20 s) would only add waiting (test_jobs retries)
+    client = create_app(replace(settings, job_retries=0)).test_client()
     queue = client.application.config["crackal.queue"]
     client.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 11}})
     assert queue.runner.wait_idle(60)

@@ -116,7 +116,9 @@ def ran(monkeypatch):
     calls = []
     monkeypatch.setattr(queues, "worker_service", lambda: None)
     monkeypatch.setattr(
-        queues, "run_job", lambda kind, project, service, shards: calls.append(kind) or {}
+        queues,
+        "run_job",
+        lambda kind, project, service, shards, waiting: calls.append(kind) or {},
     )
     return calls
 

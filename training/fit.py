@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,7 @@ def fit_version(
     judge: Sequence[Loaded] = (),
     guard: float = 0.0,
     margin: float = 0.0,
+    stop: Callable[[], bool] | None = None,
 ) -> FitOutcome:
     """Train from `parent` (a registry version, or "current": the version serving the
     `project` line when training begins) or from ImageNet weights, then register.
@@ -102,6 +103,9 @@ def fit_version(
     parent's minus a margin (`margin` for one image, less for more: `allowed_loss`) and its
     validation ODS fell by at most `guard`; without `judge`, when its validation ODS is at
     least the parent's minus `guard`.
+
+    `stop` is handed to `train`: when it gives the run up, nothing is registered
+    (`TrainingStoppedError` propagates).
     """
     if promote not in ("always", "if-better", "never"):
         raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
@@ -133,6 +137,7 @@ def fit_version(
         added_items,
         progress=progress,
         tolerance=TOLERANCE_PX,
+        stop=stop,
     )
     metrics: dict[str, Any] = {}
     if val_items:

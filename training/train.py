@@ -127,10 +127,14 @@ class TrainConfig:
         `max_minutes`, 15 by default: the cosine then anneals by the clock). Against
         `adapt()`, on the never-labelled images of a project after its queue's first 7
         labels (`benchmarks/adaptation_queue.py`, arm `full600`, 4 paired draws, one H200):
-        pooled F +0.037 [+0.021, +0.053] on CFD, +0.110 [+0.078, +0.141] on GAPs384. About
-        30 s on an H200; on 2 CPU cores 1.6 s a step, so 15 minutes end it near 560 steps."""
+        pooled F +0.037 [+0.021, +0.053] on CFD, +0.109 [+0.078, +0.141] on GAPs384. About
+        30 s on an H200, 9.5 minutes on 2 CPU cores (0.95 s a step)."""
         defaults = {"steps": 600, "freeze_encoder": False, "max_minutes": 15.0}
         return cls.adapt(**{**defaults, **overrides})
+
+
+class TrainingStoppedError(Exception):
+    """A run given up before its end because its `stop` callback said so."""
 
 
 class Adaptation(StrEnum):
@@ -197,8 +201,12 @@ def train(
     progress: bool = True,
     device: torch.device | str | None = None,
     tolerance: float = 0.0,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train `model` in place and return its best state.
+
+    `stop`, asked about once a second between steps, gives the run up when it returns True
+    (`TrainingStoppedError`; the model's weights are then partly trained).
 
     Validation scores count exact pixels and, with a `tolerance` > 0, also pixels within
     that distance (`Evaluation.tolerant`); the best weights' scores come back with them.
@@ -214,7 +222,7 @@ def train(
     try:
         return _train(
             model, encoder, train_items, val_items, config, added_items, on_checkpoint,
-            progress, device, tolerance,
+            progress, device, tolerance, stop,
         )  # fmt: skip
     finally:  # the caller's flags again, also after an error
         for p, flag in zip(frozen, trainable, strict=True):
@@ -232,6 +240,7 @@ def _train(
     progress: bool,
     device: torch.device | str | None,
     tolerance: float,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     if not train_items and not added_items:
         raise ValueError("no training images")
@@ -263,7 +272,13 @@ def _train(
     bar = tqdm(total=config.steps, desc="train", unit="step", disable=not progress)
     running = 0.0
     _train_mode(model, config)
+    asked = start
     for step in range(1, config.steps + 1):
+        if stop is not None and time.monotonic() - asked >= 1.0:
+            asked = time.monotonic()
+            if stop():
+                bar.close()
+                raise TrainingStoppedError(f"stopped at step {step} of {config.steps}")
         factor = lr_factor(step - 1, config, (time.monotonic() - start) / budget)
         for group, base_lr in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = base_lr * factor
