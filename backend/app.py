@@ -30,6 +30,7 @@ from werkzeug.exceptions import BadRequest
 
 from backend.dashboard import dashboard_data
 from backend.dashboard_page import render_page, render_task_page
+from backend.job_functions import retrain_preset
 from backend.job_kind import JobKind
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.pool_store import PoolStore
@@ -41,6 +42,7 @@ from backend.service import Service, project_id_of
 from backend.settings import Settings
 from backend.task_view import TaskViewError, task_view
 from training.registry import Registry, RegistryError
+from training.train import Adaptation
 
 log = logging.getLogger("crackal.backend")
 
@@ -95,11 +97,12 @@ def create_app(
         return queue.submit(JobKind.RESCORE, project)
 
     def retrain(project: int) -> str:
-        """ "Start training": a retrain now, and the idle deadline armed again (a quick
-        retrain's thorough pass runs once labelling pauses)."""
+        """'Start training': a retrain now; where a quick retrain is followed by a thorough
+        pass once labelling pauses, the idle deadline armed again for it."""
         queue.reset_label_events(project)
         answer = queue.submit(JobKind.RETRAIN, project)
-        queue.arm_idle(project, time.time() + settings.idle_delay)
+        if settings.thorough_when_idle and retrain_preset(settings) is Adaptation.QUICK:
+            queue.arm_idle(project, time.time() + settings.idle_delay)
         return answer
 
     def enough_labels(project: int) -> str:

@@ -9,9 +9,11 @@ from typing import Any
 
 from backend.job_kind import JobKind
 from backend.label_studio import LabelStudioError
+from backend.pool_store import PoolStore
 from backend.project_lock import project_lock
 from backend.retrain import (
     ThoroughStatus,
+    judged_only,
     label_revisions,
     last_trained,
     retrain_project,
@@ -90,9 +92,20 @@ def _run_job(
     nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock
     # labelling paused after a quick retrain: a thorough pass on its labels
     deepen = kind is JobKind.IDLE and s.thorough_when_idle and retrain_preset(s) is Adaptation.QUICK
-    if nothing_to_do is not None and not (
-        deepen and thorough_due(last_trained(service, project), label_revisions(service, project))
-    ):
+    if deepen:
+        before, revisions = last_trained(service, project), label_revisions(service, project)
+        if nothing_to_do is not None and not thorough_due(before, revisions):
+            return nothing_to_do
+        held_out_only = before.get("preset") == Adaptation.THOROUGH and judged_only(
+            before, revisions
+        )
+        if held_out_only and not PoolStore(s.registry, project).stopped_half_way():
+            return {  # judged twice already: they join the project's next retrain
+                "status": "only held-out labels changed",
+                "project": project,
+                "last_trained": before.get("version"),
+            }
+    elif nothing_to_do is not None:
         return nothing_to_do
 
     def rescore(project_id: int) -> RescoreReport:
@@ -114,7 +127,7 @@ def _run_job(
             return rescore(project).as_dict()
         if deepen:  # a quick retrain's held-out labels alone are no reason to repeat it
             deep = thorough()
-            if deep["status"] is not ThoroughStatus.NOT_DUE:
+            if deep["status"] not in (ThoroughStatus.NOT_DUE, ThoroughStatus.LABELS_CHANGED):
                 return deep
         result = retrain_project(
             service, project, s.promote, retrain_config(s), least, rescore, retrain_preset(s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -31,3 +32,10 @@ class JobKind(StrEnum):
             JobKind.RECONCILE: retrain_threshold,
             JobKind.IDLE: 1,
         }[self]
+
+
+def worth_giving_way(queued: Iterable[str]) -> bool:
+    """Whether a thorough pass should give way to the queued jobs (keys "kind:project"):
+    any but an idle job, which would itself wait for a pass (two passes stopping each
+    other would never finish)."""
+    return any(key.split(":", 1)[0] != JobKind.IDLE for key in queued)

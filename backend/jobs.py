@@ -87,10 +87,10 @@ class ThreadRunner:
             raise outcome["error"]
         return outcome.get("result")
 
-    def waiting(self) -> bool:
-        """Whether a submitted job waits for the one running."""
+    def queued(self) -> list[str]:
+        """The keys of the jobs submitted and not started."""
         with self._lock:
-            return bool(self._pending)
+            return sorted(self._pending)
 
     def status(self) -> dict[str, Any]:
         with self._lock:

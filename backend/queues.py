@@ -24,7 +24,7 @@ import traceback
 from typing import Any, Protocol
 
 from backend.job_functions import run_job, worker_service
-from backend.job_kind import JobKind
+from backend.job_kind import JobKind, worth_giving_way
 from backend.job_state import JobState, Submission
 from backend.jobs import ThreadRunner
 from backend.retrain import thorough_yielded
@@ -63,7 +63,11 @@ class EmbeddedQueue:
 
     def _run(self, kind: JobKind, project: int) -> dict[str, Any]:
         """The job; a thorough pass that gave way to queued jobs is tried at the next pause."""
-        result = run_job(kind, project, self.service, waiting=self.runner.waiting)
+
+        def waiting() -> bool:
+            return worth_giving_way(self.runner.queued())
+
+        result = run_job(kind, project, self.service, waiting=waiting)
         if thorough_yielded(result):
             self.train_when_idle(project, time.time() + self.service.settings.idle_delay)
         return result
@@ -188,11 +192,20 @@ class RedisQueue:
             failure_ttl=86400,
         )
 
-    def status(self) -> dict[str, Any]:
+    def _states(self) -> dict[str, str]:
+        """Job key -> its state, for every submitted job not yet ended."""
         states = {}
         for name in self.redis.scan_iter(f"{PREFIX}:state:*"):
             name = name.decode()
             states[name.split(":", 2)[2]] = (self.redis.get(name) or b"").decode()
+        return states
+
+    def queued(self) -> list[str]:
+        """The keys of the jobs submitted and not started."""
+        return sorted(k for k, v in self._states().items() if v == JobState.QUEUED)
+
+    def status(self) -> dict[str, Any]:
+        states = self._states()
         last = {}
         for name in self.redis.scan_iter(f"{PREFIX}:last:*"):
             raw = self.redis.get(name)
@@ -239,7 +252,7 @@ def run_in_worker(
     kind: str, project: int, retries: int = 2, backoff: float = 5.0, service: Service | None = None
 ) -> dict[str, Any]:
     """The rq job: run `kind` for `project`, record the outcome, hand over to a follow-up."""
-    from rq import Queue, get_current_job
+    from rq import get_current_job
 
     job = get_current_job()
     redis = job.connection
@@ -263,11 +276,15 @@ def run_in_worker(
     try:
         shards = ShardPool(redis, job.origin, job.timeout or JOB_TIMEOUT)
         service = service or worker_service()
-        waiting = Queue(job.origin, connection=redis)
-        record["result"] = run_job(kind, project, service, shards, lambda: len(waiting) > 0)
+        queue = RedisQueue(connection=redis)
+
+        def waiting() -> bool:  # submitted jobs only: shard helpers have no key
+            return worth_giving_way(queue.queued())
+
+        record["result"] = run_job(kind, project, service, shards, waiting)
         if thorough_yielded(record["result"]):  # gave way to queued jobs: the next pause
             at = time.time() + service.settings.idle_delay
-            RedisQueue(connection=redis).train_when_idle(project, at)
+            queue.train_when_idle(project, at)
         record["state"] = JobState.FINISHED.value
     except Exception as exc:
         record["error"] = f"{exc.__class__.__name__}: {exc}"

@@ -307,6 +307,17 @@ def retrain_project(
         "held_out": [_task_of(item) for item in judge],
         "tasks": task_ids,
         "skipped": skipped_out,
+        **_outcome_fields(outcome, threshold, rescored),
+        # seconds into the re-score until Label Studio's queue followed its predictions
+        "queue_ordered_after_s": rescored.ordered_after_s,
+    }
+
+
+def _outcome_fields(
+    outcome: FitOutcome, threshold: dict[str, Any] | None, rescored: RescoreReport
+) -> dict[str, Any]:
+    """What a job result says of the candidate it trained and what serves after it."""
+    return {
         "version": outcome.version,
         "parent": outcome.meta["parent"],
         "promoted": outcome.promoted,
@@ -314,8 +325,6 @@ def retrain_project(
         "metrics": outcome.meta["metrics"],
         "threshold": threshold,
         "serving": rescored.model_version,
-        # seconds into the re-score until Label Studio's queue followed its predictions
-        "queue_ordered_after_s": rescored.ordered_after_s,
     }
 
 
@@ -368,6 +377,12 @@ def thorough_due(before: dict[str, Any], revisions: dict[int, tuple[str, str]]) 
     the labels changed since, none but the ones it held out to judge."""
     if before.get("preset") != Adaptation.QUICK or before.get("version") is None:
         return False
+    return judged_only(before, revisions)
+
+
+def judged_only(before: dict[str, Any], revisions: dict[int, tuple[str, str]]) -> bool:
+    """Whether, of the labels changed since the retrain `before`, none is but the ones that
+    retrain held out to judge its candidate."""
     judged = set(before.get("round_judge") or [])
     return set(changed_labels(revisions, before)) <= judged
 
@@ -407,6 +422,11 @@ def thorough_pass(
     judge = [i for i in items if _task_of(i) in judged]
     labels = [i for i in items if _task_of(i) not in judged]
     skipped_out = {str(k): v for k, v in skipped.items()}
+    trained = {int(t) for t in before.get("revisions") or {}} - {
+        int(t) for t in before.get("skipped") or {}
+    }
+    if labels and {_task_of(i) for i in labels} != trained:  # e.g. an image unreachable now
+        return {"status": ThoroughStatus.LABELS_CHANGED, "project": project_id}
 
     def record(version: str | None, decision: str) -> None:
         _record_trained(  # the same labels as the quick retrain: only the outcome is new
@@ -432,13 +452,7 @@ def thorough_pass(
         "labels": len(labels),
         "held_out": sorted(judged),
         "tasks": task_ids,
-        "version": outcome.version,
-        "parent": outcome.meta["parent"],
-        "promoted": outcome.promoted,
-        "reason": outcome.reason,
-        "metrics": outcome.meta["metrics"],
-        "threshold": threshold,
-        "serving": rescored.model_version,
+        **_outcome_fields(outcome, threshold, rescored),
         "train_seconds": round(outcome.result.seconds, 1),
         "steps": outcome.result.steps,
     }

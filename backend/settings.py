@@ -172,7 +172,8 @@ class Settings:
         s.job_timeout = _number(e, "CRACKAL_JOB_TIMEOUT", s.job_timeout, int)
         if s.job_timeout < 1:
             raise ValueError(f"CRACKAL_JOB_TIMEOUT must be at least 1 s: {s.job_timeout}")
-        if s.thorough_minutes * 60 > s.job_timeout / 2:  # the job also re-scores the pool
+        thorough_possible = s.thorough_when_idle or s.adaptation is not Adaptation.QUICK
+        if thorough_possible and s.thorough_minutes * 60 > s.job_timeout / 2:  # + re-score
             raise ValueError(
                 f"CRACKAL_THOROUGH_MINUTES ({s.thorough_minutes}) must be at most half of "
                 f"CRACKAL_JOB_TIMEOUT ({s.job_timeout} s) in minutes"

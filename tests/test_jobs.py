@@ -3,6 +3,7 @@
 import threading
 import time
 
+from backend.job_kind import worth_giving_way
 from backend.job_state import JobState, Submission
 from backend.jobs import ThreadRunner
 from backend.project_lock import project_lock
@@ -113,3 +114,28 @@ def test_a_projects_jobs_wait_for_each_other_and_other_projects_do_not(tmp_path)
         t.join(10)
     assert order.index("retrain start") > order.index("rescore end")
     assert order.index("other end") < order.index("rescore end")
+
+
+def test_a_thorough_pass_gives_way_to_queued_jobs_but_not_to_idle_ones():
+    """The runner's queued keys, and the rule a thorough pass reads them by: an idle job
+    would itself wait for a pass, so two passes never stop each other."""
+    runner = ThreadRunner(retries=0)
+    release = threading.Event()
+    assert runner.submit("idle:1", lambda: release.wait(10)) == "queued"
+    wait_until(lambda: runner.status()["running"] == "idle:1")
+    assert runner.queued() == [] and not worth_giving_way(runner.queued())
+    runner.submit("idle:2", lambda: None)
+    assert runner.queued() == ["idle:2"] and not worth_giving_way(runner.queued())
+    runner.submit("reconcile:3", lambda: None)
+    assert runner.queued() == ["idle:2", "reconcile:3"] and worth_giving_way(runner.queued())
+    release.set()
+    assert runner.wait_idle(10) and runner.queued() == []
+    for kind in ("retrain", "rescore", "reconcile"):
+        assert worth_giving_way([f"{kind}:9"])
+
+
+def wait_until(predicate, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)

@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from training.fit import fit_version, validation_key
 from training.losses import skeleton_recall_loss, tubed_skeletons
 from training.model import DEFAULT_ENCODER, build_model
 from training.registry import Registry
-from training.train import TrainConfig, lr_factor, train
+from training.train import TrainConfig, TrainingStoppedError, lr_factor, train
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +139,24 @@ def test_training_fits_the_images_it_sees(crack_data):
     )
     assert result.val_ods > before + 0.1
     assert result.steps == 40 and len(result.history) == 2 and 0 <= result.threshold < 1
+
+
+def test_a_stop_callback_gives_a_run_up_between_steps(crack_data):
+    items = load(find_samples(crack_data / "deepcrack" / "train")[:2])
+    config = TrainConfig(steps=3, batch_size=2, crop=64, eval_every=3, warmup_steps=1)
+    asked = []
+
+    def stop() -> bool:
+        asked.append(time.monotonic())
+        return True
+
+    with pytest.raises(TrainingStoppedError, match="step 1 of 3"):  # asked before any step
+        train(build_model(), DEFAULT_ENCODER, items, (), config, progress=False, stop=stop)
+    assert len(asked) == 1
+    result = train(
+        build_model(), DEFAULT_ENCODER, items, (), config, progress=False, stop=lambda: False
+    )
+    assert result.steps == 3 and result.stopped == "steps"
 
 
 def test_a_frozen_encoder_keeps_every_tensor_and_the_decoder_still_learns(crack_data):

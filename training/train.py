@@ -272,7 +272,7 @@ def _train(
     bar = tqdm(total=config.steps, desc="train", unit="step", disable=not progress)
     running = 0.0
     _train_mode(model, config)
-    asked = start
+    asked = start - 1.0  # asked before the first step too
     for step in range(1, config.steps + 1):
         if stop is not None and time.monotonic() - asked >= 1.0:
             asked = time.monotonic()

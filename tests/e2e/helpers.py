@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 from backend.local_servers import free_port
 from backend.prediction_label import version_label
+from training.registry import Registry
 
 BRUSH_CONFIG = """<View>
   <Image name="image" value="$image" zoom="true"/>
@@ -119,3 +121,22 @@ def brush_annotation(mask_path: Path) -> dict:
             }
         ]
     }
+
+
+def registry_copy(trained_registry: Registry, folder: Path) -> Registry:
+    """The suite's base model in a registry of the test's own, without any project's line."""
+    shutil.copytree(
+        trained_registry.root,
+        folder,
+        ignore=shutil.ignore_patterns("projects", "labels", ".tmp-*"),
+    )
+    return Registry(folder)
+
+
+def uploaded_project(ls, title: str, paths: list[Path]) -> int:
+    """A new brush-label project holding `paths` as uploaded JPEG files; its id."""
+    project = ls.call("POST", "/api/projects", json={"title": title, "label_config": BRUSH_CONFIG})
+    pid = project["id"]
+    files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(paths)}
+    ls.call("POST", f"/api/projects/{pid}/import", files=files)
+    return pid

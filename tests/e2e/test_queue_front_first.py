@@ -19,9 +19,8 @@ from backend.pool_store import PoolStore
 from backend.prediction_label import version_label
 from backend.service import Service
 from backend.settings import Settings
-from training.registry import Registry
 
-from .helpers import BRUSH_CONFIG, brush_annotation
+from .helpers import brush_annotation, registry_copy, uploaded_project
 
 PAGE = 2  # tasks per import page
 
@@ -56,19 +55,9 @@ class Watched(Service):
 def test_a_new_versions_masks_follow_the_queue_and_its_front_is_served_first(
     label_studio, trained_registry, base_train, crack_data, tmp_path
 ):
-    shutil.copytree(
-        trained_registry.root,
-        tmp_path / "registry",
-        ignore=shutil.ignore_patterns("projects", "labels", ".tmp-*"),
-    )
-    registry = Registry(tmp_path / "registry")
-    project = label_studio.call(
-        "POST", "/api/projects", json={"title": "front first", "label_config": BRUSH_CONFIG}
-    )
-    pid = project["id"]
+    registry = registry_copy(trained_registry, tmp_path / "registry")
     cfd = sorted((crack_data / "cfd" / "images").iterdir())
-    files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(cfd[:8])}
-    label_studio.call("POST", f"/api/projects/{pid}/import", files=files)
+    pid = uploaded_project(label_studio, "front first", cfd[:8])
     (tmp_path / "files").mkdir()
     vanishing = tmp_path / "files" / "vanishing.jpg"
     shutil.copy(cfd[20], vanishing)

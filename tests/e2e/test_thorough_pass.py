@@ -6,7 +6,6 @@ done it is not repeated."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from backend.job_functions import run_job
@@ -17,7 +16,7 @@ from backend.settings import Settings
 from training.registry import Registry
 from training.train import Adaptation, TrainConfig
 
-from .helpers import BRUSH_CONFIG, brush_annotation
+from .helpers import brush_annotation, registry_copy, uploaded_project
 
 
 def added(registry: Registry, version: str) -> set[str]:
@@ -27,18 +26,9 @@ def added(registry: Registry, version: str) -> set[str]:
 def test_a_quick_retrain_is_followed_by_a_thorough_pass_on_its_labels_once(
     label_studio, trained_registry, base_train, base_val, crack_data, tmp_path
 ):
-    shutil.copytree(
-        trained_registry.root,
-        tmp_path / "registry",
-        ignore=shutil.ignore_patterns("projects", "labels", ".tmp-*"),
-    )
-    registry = Registry(tmp_path / "registry")
-    pid = label_studio.call(
-        "POST", "/api/projects", json={"title": "thorough", "label_config": BRUSH_CONFIG}
-    )["id"]
+    registry = registry_copy(trained_registry, tmp_path / "registry")
     cfd = sorted((crack_data / "cfd" / "images").iterdir())[:5]
-    files = {f"f{i}": (p.name, p.read_bytes(), "image/jpeg") for i, p in enumerate(cfd)}
-    label_studio.call("POST", f"/api/projects/{pid}/import", files=files)
+    pid = uploaded_project(label_studio, "thorough", cfd)
     tasks = sorted(label_studio.tasks(pid), key=lambda t: t["id"])
     for task in tasks[:3]:  # the newest (the third) is held out to judge
         upload = Path(task["data"]["image"]).name.split("-", 1)[1]
@@ -89,6 +79,10 @@ def test_a_quick_retrain_is_followed_by_a_thorough_pass_on_its_labels_once(
     assert record["preset"] == "thorough" and record["version"] == deep["version"]
     assert record["round_judge"] == [judged]
 
-    # done once: not due again until a quick retrain on new labels
+    # done once: not due again until a quick retrain on new labels, and the next pause's
+    # idle job does not retrain on the held-out label alone (it joins the next retrain)
     again = thorough_pass(service, pid, TrainConfig.thorough(max_minutes=0.05))
     assert again["status"] == ThoroughStatus.NOT_DUE
+    paused = run_job("idle", pid, service, waiting=lambda: False)
+    assert paused["status"] == "only held-out labels changed", paused
+    assert len(registry.versions()) == versions + 1
