@@ -41,14 +41,15 @@ def retrain_preset(s: Settings) -> Adaptation:
 def retrain_config(s: Settings) -> TrainConfig:
     """The training settings of a retrain: its preset with the backend's settings (a
     thorough one within CRACKAL_THOROUGH_MINUTES)."""
+    preset = retrain_preset(s)
     overrides: dict[str, Any] = {"skeleton_recall": s.skeleton_recall}
-    if retrain_preset(s) is Adaptation.THOROUGH:
+    if preset is Adaptation.THOROUGH:
         overrides["max_minutes"] = s.thorough_minutes
     if s.adapt_steps is not None:
         overrides["steps"] = s.adapt_steps
     if s.adapt_frozen_encoder is not None:
         overrides["freeze_encoder"] = s.adapt_frozen_encoder
-    return retrain_preset(s).config(**overrides)
+    return preset.config(**overrides)
 
 
 def thorough_config(s: Settings) -> TrainConfig:
