@@ -69,12 +69,12 @@ def demo_images(data: Path, count: int) -> list[Path]:
     sets = [name for name in ("cfd", "crack500", "gaps384", "bsds500") if (data / name).is_dir()]
     if not sets:
         raise ValueError(f"no crack sets in {data} (expected cfd, crack500, gaps384, bsds500)")
-    per_set = max(1, count // len(sets))
     out = []
-    for name in sets:
+    for i, name in enumerate(sets):  # `count` split as evenly as the sets allow
+        share = count // len(sets) + (i < count % len(sets))
         images = list_images(data / name)
-        out += images[:: max(1, len(images) // per_set)][:per_set]
-    return out[:count]
+        out += images[:: max(1, len(images) // max(share, 1))][:share]
+    return out
 
 
 def ensure_model(registry: Registry, data: Path, steps: int | None) -> str:

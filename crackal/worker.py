@@ -59,13 +59,12 @@ def reconcile_known_projects(queue: RedisQueue) -> None:
     """Queue a reconcile job for every project the shared registry knows and arm its idle
     deadline: labels that came while no worker ran are trained on (at once from the retrain
     threshold on, fewer once idle; nothing happens when none changed)."""
-    registry = os.environ.get("CRACKAL_REGISTRY") or os.environ.get("MODEL_DIR")
-    if not registry:
-        return
-    idle_delay = Settings.from_env().idle_delay
-    for project in known_projects(Registry(registry)):
+    settings = Settings.from_env()  # the registry the jobs use, the default one included
+    if not settings.registry.is_dir():
+        return  # nothing trained or scored yet (and no folder made here)
+    for project in known_projects(Registry(settings.registry)):
         queue.submit(JobKind.RECONCILE, project)
-        queue.arm_idle(project, time.time() + idle_delay)
+        queue.arm_idle(project, time.time() + settings.idle_delay)
 
 
 def horse_killed(job: Any, pid: int, status: int, usage: Any) -> None:

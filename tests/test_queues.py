@@ -16,7 +16,7 @@ from rq.registry import StartedJobRegistry
 from backend import job_functions, queues
 from backend.job_kind import JobKind
 from backend.queues import _FINISH, JOB_TIMEOUT, QUEUE, STATE_TTL, RedisQueue, _keys
-from crackal.worker import horse_killed
+from crackal.worker import horse_killed, reconcile_known_projects
 
 
 @pytest.fixture
@@ -176,3 +176,17 @@ def test_an_idle_deadline_is_pushed_by_each_label_and_taken_by_one_process(redis
     b.arm_idle(9, 500.0)  # reconciling at start: an existing deadline stands
     b.arm_idle(10, 300.0)
     assert a.status()["train_when_idle"] == {"9": 200.0, "10": 300.0}
+
+
+def test_a_starting_worker_reconciles_the_projects_of_the_default_registry(
+    redis, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    for name in ("CRACKAL_REGISTRY", "MODEL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    queue = RedisQueue(connection=redis)
+    reconcile_known_projects(queue)  # no registry yet: nothing queued, no folder made
+    assert queue.queued() == [] and not (tmp_path / "registry").exists()
+    (tmp_path / "registry" / "projects" / "project-5").mkdir(parents=True)
+    reconcile_known_projects(queue)
+    assert queue.queued() == ["reconcile:5"]

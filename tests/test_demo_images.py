@@ -1,0 +1,14 @@
+"""The demo project holds as many images as asked, spread over the sets."""
+
+from __future__ import annotations
+
+from crackal.demo import demo_images
+
+
+def test_demo_images_gives_the_count_asked_spread_over_every_set(crack_data):
+    for count in (1, 4, 7, 30):
+        images = demo_images(crack_data, count)
+        assert len(images) == count == len(set(images))
+        per_set = {name: sum(p.parent.parent.name == name for p in images)
+                   for name in ("cfd", "crack500", "gaps384", "bsds500")}  # fmt: skip
+        assert max(per_set.values()) - min(per_set.values()) <= 1, per_set
