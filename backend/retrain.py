@@ -43,8 +43,8 @@ from backend.retention import apply_retention
 from backend.service import RescoreReport, Service
 from backend.task_image import TaskImageError
 from selection.atomic import atomic_write
-from selection.images import decode_rgb
-from training.data import find_samples, load
+from selection.images import content_hash, decode_rgb
+from training.data import Loaded, find_samples, load
 from training.evaluate import evaluate
 from training.fit import FitOutcome, fit_version, held_out_count
 from training.threshold_choice import choose_threshold, refit_refused
@@ -279,8 +279,7 @@ def retrain_project(
     judged_before = set(before.get("held_out") or [])
     if promote == "if-better":  # the newest labels test the candidate before training it
         labels.sort(key=lambda item: revisions.get(_task_of(item), ("", ""))[0])
-        fresh = [i for i in labels if _task_of(i) not in judged_before]  # once per label
-        judge = fresh[len(fresh) - min(held_out_count(len(labels)), len(fresh)) :]
+        judge = judge_labels(labels, judged_before, _seen_by_serving(service, project_id))
         labels = [i for i in labels if i not in judge]
     note = f"adapted to {len(labels)} labels of Label Studio project {project_id}"
     config = config or TrainConfig.adapt()
@@ -311,6 +310,27 @@ def retrain_project(
         # seconds into the re-score until Label Studio's queue followed its predictions
         "queue_ordered_after_s": rescored.ordered_after_s,
     }
+
+
+def judge_labels(labels: list[Loaded], judged_before: set[int], seen: set[str]) -> list[Loaded]:
+    """The labels (oldest first) that test a candidate: the newest `held_out_count` of
+    those never judged before and whose image the version it is compared with (and its
+    ancestors) never trained on (content hashes `seen`)."""
+    fresh = [
+        i
+        for i in labels
+        if _task_of(i) not in judged_before
+        and content_hash(i.sample.image.read_bytes()) not in seen
+    ]
+    return fresh[len(fresh) - min(held_out_count(len(labels)), len(fresh)) :]
+
+
+def _seen_by_serving(service: Service, project_id: int) -> set[str]:
+    """Content hashes of the images the project's serving version (and its ancestors)
+    trained on: a label among them cannot test a candidate against it."""
+    registry = service.holder.registry
+    serving = registry.current(project_id)
+    return registry.trained_images(serving) if serving else set()
 
 
 def _outcome_fields(

@@ -1,6 +1,11 @@
-"""Which labels count as new for the reconcile and idle jobs (backend/retrain.py)."""
+"""Which labels count as new for the reconcile and idle jobs, and which judge a candidate
+(backend/retrain.py)."""
 
-from backend.retrain import changed_labels, fingerprint, thorough_due
+import shutil
+
+from backend.retrain import changed_labels, fingerprint, judge_labels, thorough_due
+from selection.images import content_hash
+from training.data import find_samples, load
 
 REVISIONS = {
     1: ("2026-11-01T10:00:00Z", "11"),
@@ -51,3 +56,23 @@ def test_a_thorough_pass_is_due_after_a_quick_retrain_until_a_label_changes():
     assert not thorough_due(quick, {**REVISIONS, 4: ("2026-11-03T08:00:00Z", "14")})
     assert not thorough_due(quick, {1: REVISIONS[1], 3: REVISIONS[3]})  # 2 deleted
     assert thorough_due(quick, {1: REVISIONS[1], 2: REVISIONS[2]})  # the judged one deleted
+
+
+def test_the_judge_is_never_an_image_the_serving_version_trained_on(crack_data, tmp_path):
+    cfd = sorted((crack_data / "cfd" / "images").iterdir())[:5]
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for task, image in enumerate(cfd, start=1):  # task 1 oldest, task 5 newest
+        shutil.copy(image, tmp_path / "images" / f"task-{task}{image.suffix}")
+        shutil.copy(crack_data / "cfd" / "masks" / f"{image.stem}.png",
+                    tmp_path / "masks" / f"task-{task}.png")  # fmt: skip
+    labels = sorted(load(find_samples(tmp_path)), key=lambda i: i.sample.image.stem)
+
+    def judged(before: set[int], seen_tasks: set[int]) -> list[str]:
+        seen = {content_hash(cfd[t - 1].read_bytes()) for t in seen_tasks}
+        return [i.sample.image.stem for i in judge_labels(labels, before, seen)]
+
+    assert judged(set(), set()) == ["task-5"]  # 5 labels: the newest one
+    assert judged({5}, set()) == ["task-4"]  # judged once already: the next newest
+    assert judged(set(), {5, 4}) == ["task-3"]  # the serving version trained on 5 and 4
+    assert judged({3}, {1, 2, 4, 5}) == []  # nothing it has not seen: no held-out test

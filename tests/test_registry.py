@@ -192,3 +192,23 @@ def test_retention_drops_exactly_the_caches_no_kept_version_uses(tmp_path, state
         assert folders["v1"].is_dir() is shared  # still v2's rows when v2 has v1's encoder
         assert folders["v2"].is_dir() and imagenet.is_dir() and not old.exists()
         assert masks["v2"].is_dir() and not masks["v1"].exists()
+
+
+def test_trained_images_follow_the_parents_until_a_record_is_missing(tmp_path):
+    registry = Registry(tmp_path)
+    small = {"w": torch.zeros(3)}
+
+    def version(parent, images, added):
+        training = {"images": [{"sha256": h} for h in images],
+                    "added_images": [{"sha256": h} for h in added]}  # fmt: skip
+        return registry.register(
+            small, {"encoder": DEFAULT_ENCODER, "parent": parent, "training": training}
+        )
+
+    v1 = version(None, ["p1", "p2"], [])
+    v2 = version(v1, ["p1", "p2"], ["a"])
+    v3 = version(v2, ["p1", "p2"], ["a", "b"])
+    assert registry.trained_images(v3) == {"p1", "p2", "a", "b"}
+    assert registry.trained_images(v1) == {"p1", "p2"}
+    orphan = version("v99", [], ["c"])  # its parent was pruned
+    assert registry.trained_images(orphan) == {"c"}

@@ -156,6 +156,26 @@ class Registry:
         except (OSError, ValueError) as exc:
             raise RegistryError(f"version {name}: unreadable meta.json ({exc})") from None
 
+    def trained_images(self, version: str) -> set[str]:
+        """Content hashes of every image `version` and its ancestors trained on (as far as
+        their records reach: a pruned or unreadable ancestor ends the walk)."""
+        seen: set[str] = set()
+        visited: set[str] = set()
+        name: str | None = version
+        while isinstance(name, str) and name not in visited:
+            visited.add(name)
+            try:
+                meta = self.meta(name)
+            except RegistryError:
+                break
+            training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+            for key in ("images", "added_images"):
+                for record in training.get(key) or []:
+                    if isinstance(record, dict) and isinstance(record.get("sha256"), str):
+                        seen.add(record["sha256"])
+            name = meta.get("parent")
+        return seen
+
     def weights_path(self, version: str | None = "current") -> Path:
         return self.versions_dir / self.resolve(version) / "weights.pt"
 
