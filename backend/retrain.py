@@ -314,13 +314,14 @@ def retrain_project(
 
 def judge_labels(labels: list[Loaded], judged_before: set[int], seen: set[str]) -> list[Loaded]:
     """The labels (oldest first) that test a candidate: the newest `held_out_count` of
-    those never judged before and whose image the version it is compared with (and its
-    ancestors) never trained on (content hashes `seen`)."""
+    those never judged before whose image neither the version it is compared with (and
+    its ancestors: content hashes `seen`) nor another of the labels holds (the candidate
+    would train on its twin)."""
+    hashes = [content_hash(i.sample.image.read_bytes()) for i in labels]
     fresh = [
         i
-        for i in labels
-        if _task_of(i) not in judged_before
-        and content_hash(i.sample.image.read_bytes()) not in seen
+        for i, h in zip(labels, hashes, strict=True)
+        if _task_of(i) not in judged_before and h not in seen and hashes.count(h) == 1
     ]
     return fresh[len(fresh) - min(held_out_count(len(labels)), len(fresh)) :]
 

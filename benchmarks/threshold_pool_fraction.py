@@ -73,12 +73,14 @@ def main() -> None:
     cases: dict[tuple[str, int, str], list[dict]] = {}
     pixels: dict[str, np.ndarray] = {}
     based: set[tuple[str, str, str]] = set()
+    missing: list[str] = []
     with args.runs.open() as fh:
         rows = list(csv.DictReader(fh))
     for r in rows:
         name, draw, k, arm = r["set"], r["draw"], r["labels"], r["arm"]
         path = counts_dir / f"{name}-d{draw}-k{k}-{arm}.npz"
         if not path.exists():
+            missing.append(f"{name} d{draw} k{k} {arm}")
             continue
         if name not in pixels:
             pixels[name] = image_pixels(args.data, name)
@@ -94,6 +96,11 @@ def main() -> None:
             cases.setdefault((name, int(k), "(base version)"), []).append(
                 rule_f(base_exact, pixels[name], picked, args.base_threshold)
             )
+    if not cases:
+        raise SystemExit(f"no counts in {counts_dir} for the rows of {args.runs}")
+    if missing:
+        print(f"rows without counts in {counts_dir}, left out ({len(missing)}): "
+              + ", ".join(missing))  # fmt: skip
     print(f"{'set':8s} {'labels':>6s} {'arm':15s} {'draws':>5s} "
           + " ".join(f"{r:>14s}" for r in RULES)
           + "   matched - served [95 % t]   moved - served [95 % t]")  # fmt: skip

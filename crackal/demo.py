@@ -37,6 +37,14 @@ CONFIG = """<View>
 </View>"""
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run Label Studio, the backend and a worker, with a project")
     p.add_argument(
@@ -51,7 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=REPO / ".crackal-demo",
         help="registry, cache and Label Studio data (default: .crackal-demo)",
     )
-    p.add_argument("--images", type=int, default=30, help="images in the demo project")
+    p.add_argument(
+        "--images", type=positive, default=30, help="images in the demo project (at least 1)"
+    )
     p.add_argument("--port", type=int, default=8080, help="Label Studio's port (0: any free)")
     p.add_argument("--backend-port", type=int, default=9090, help="the backend's (0: any free)")
     p.add_argument("--steps", type=int, help="base model training steps (default: 1200)")
@@ -69,9 +79,9 @@ def demo_images(data: Path, count: int) -> list[Path]:
     sets = [name for name in ("cfd", "crack500", "gaps384", "bsds500") if (data / name).is_dir()]
     if not sets:
         raise ValueError(f"no crack sets in {data} (expected cfd, crack500, gaps384, bsds500)")
-    out = []
-    for i, name in enumerate(sets):  # `count` split as evenly as the sets allow
-        share = count // len(sets) + (i < count % len(sets))
+    out: list[Path] = []
+    for i, name in enumerate(sets):  # what is left split evenly over the sets still to go
+        share = -(-(count - len(out)) // (len(sets) - i))
         images = list_images(data / name)
         out += images[:: max(1, len(images) // max(share, 1))][:share]
     return out

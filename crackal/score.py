@@ -73,7 +73,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar=("LOW", "HIGH"),
         help="scaled-distance band of labelling candidates (default: 0.6 1)",
     )
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="images fetched and decoded per step (one per forward pass on a CPU)",
+    )
     p.add_argument(
         "--cache",
         type=Path,

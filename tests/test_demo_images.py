@@ -12,3 +12,5 @@ def test_demo_images_gives_the_count_asked_spread_over_every_set(crack_data):
         per_set = {name: sum(p.parent.parent.name == name for p in images)
                    for name in ("cfd", "crack500", "gaps384", "bsds500")}  # fmt: skip
         assert max(per_set.values()) - min(per_set.values()) <= 1, per_set
+    big = demo_images(crack_data, 500)  # more than cfd's 118: the other sets make it up
+    assert len(big) == 500 == len(set(big))

@@ -76,3 +76,7 @@ def test_the_judge_is_never_an_image_the_serving_version_trained_on(crack_data, 
     assert judged({5}, set()) == ["task-4"]  # judged once already: the next newest
     assert judged(set(), {5, 4}) == ["task-3"]  # the serving version trained on 5 and 4
     assert judged({3}, {1, 2, 4, 5}) == []  # nothing it has not seen: no held-out test
+    shutil.copy(cfd[3], tmp_path / "images" / f"task-6{cfd[3].suffix}")  # task 4's twin
+    shutil.copy(tmp_path / "masks" / "task-4.png", tmp_path / "masks" / "task-6.png")
+    labels = sorted(load(find_samples(tmp_path)), key=lambda i: i.sample.image.stem)
+    assert judged(set(), set()) == ["task-5"]  # 6 and 4 hold one image: neither judges

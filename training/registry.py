@@ -168,6 +168,8 @@ class Registry:
                 meta = self.meta(name)
             except RegistryError:
                 break
+            if not isinstance(meta, dict):
+                break
             training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
             for key in ("images", "added_images"):
                 for record in training.get(key) or []:
