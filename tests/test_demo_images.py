@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from crackal.cli import build_parser
 from crackal.demo import demo_images
 
 
@@ -14,3 +17,10 @@ def test_demo_images_gives_the_count_asked_spread_over_every_set(crack_data):
         assert max(per_set.values()) - min(per_set.values()) <= 1, per_set
     big = demo_images(crack_data, 500)  # more than cfd's 118: the other sets make it up
     assert len(big) == 500 == len(set(big))
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_the_demo_refuses_an_empty_project(value, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--images", value])
+    assert "--images: must be at least 1" in capsys.readouterr().err
