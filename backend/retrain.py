@@ -19,6 +19,7 @@ import io
 import logging
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -318,10 +319,11 @@ def judge_labels(labels: list[Loaded], judged_before: set[int], seen: set[str]) 
     its ancestors: content hashes `seen`) nor another of the labels holds (the candidate
     would train on its twin)."""
     hashes = [content_hash(i.sample.image.read_bytes()) for i in labels]
+    holders = Counter(hashes)
     fresh = [
         i
         for i, h in zip(labels, hashes, strict=True)
-        if _task_of(i) not in judged_before and h not in seen and hashes.count(h) == 1
+        if _task_of(i) not in judged_before and h not in seen and holders[h] == 1
     ]
     return fresh[len(fresh) - min(held_out_count(len(labels)), len(fresh)) :]
 
