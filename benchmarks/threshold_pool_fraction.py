@@ -11,10 +11,10 @@ never labelled at:
   its refit (k / (k + 7) of the way in log-odds);
 - `oracle`: their best threshold (ODS).
 Differences to `served` are paired by draw, 95 % t over draws. The base version's rows
-use the same picks, with its own threshold from the registry.
+use the same picks, with its own threshold given as `--base-threshold`.
 
     .venv/bin/python benchmarks/threshold_pool_fraction.py --runs results/adaptation/queue.csv \\
-        [--counts DIR] [--base-threshold 0.74] [--data ../shared/data]
+        --base-threshold 0.74 [--counts DIR] [--data ../shared/data]
 """
 
 from __future__ import annotations

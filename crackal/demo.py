@@ -79,11 +79,16 @@ def demo_images(data: Path, count: int) -> list[Path]:
     sets = [name for name in ("cfd", "crack500", "gaps384", "bsds500") if (data / name).is_dir()]
     if not sets:
         raise ValueError(f"no crack sets in {data} (expected cfd, crack500, gaps384, bsds500)")
+    images = {name: list_images(data / name) for name in sets}
+    # shares split evenly, smallest set first: the larger ones make up what it cannot give
+    shares, left = {}, count
+    for i, name in enumerate(sorted(sets, key=lambda n: len(images[n]))):
+        shares[name] = min(len(images[name]), -(-left // (len(sets) - i)))
+        left -= shares[name]
     out: list[Path] = []
-    for i, name in enumerate(sets):  # what is left split evenly over the sets still to go
-        share = -(-(count - len(out)) // (len(sets) - i))
-        images = list_images(data / name)
-        out += images[:: max(1, len(images) // max(share, 1))][:share]
+    for name in sets:
+        found, share = images[name], shares[name]
+        out += found[:: max(1, len(found) // max(share, 1))][:share]
     return out
 
 
