@@ -172,7 +172,8 @@ class Registry:
                 break
             training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
             for key in ("images", "added_images"):
-                for record in training.get(key) or []:
+                records = training.get(key)
+                for record in records if isinstance(records, list) else []:
                     if isinstance(record, dict) and isinstance(record.get("sha256"), str):
                         seen.add(record["sha256"])
             name = meta.get("parent")
