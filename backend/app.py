@@ -30,7 +30,7 @@ from werkzeug.exceptions import BadRequest
 
 from backend.dashboard import dashboard_data
 from backend.dashboard_page import render_page, render_task_page
-from backend.job_functions import retrain_preset
+from backend.job_functions import thorough_follows
 from backend.job_kind import JobKind
 from backend.label_config import LabelConfigError, parse_brush_target
 from backend.pool_store import PoolStore
@@ -42,7 +42,6 @@ from backend.service import Service, project_id_of
 from backend.settings import Settings
 from backend.task_view import TaskViewError, task_view
 from training.registry import Registry, RegistryError
-from training.train import Adaptation
 
 log = logging.getLogger("crackal.backend")
 
@@ -101,7 +100,7 @@ def create_app(
         pass once labelling pauses, the idle deadline armed again for it."""
         queue.reset_label_events(project)
         answer = queue.submit(JobKind.RETRAIN, project)
-        if settings.thorough_when_idle and retrain_preset(settings) is Adaptation.QUICK:
+        if thorough_follows(settings):
             queue.arm_idle(project, time.time() + settings.idle_delay)
         return answer
 

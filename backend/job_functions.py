@@ -52,6 +52,12 @@ def retrain_config(s: Settings) -> TrainConfig:
     return preset.config(**overrides)
 
 
+def thorough_follows(s: Settings) -> bool:
+    """Whether a retrain is followed by a thorough pass once labelling pauses (a quick
+    retrain, with CRACKAL_THOROUGH_WHEN_IDLE on)."""
+    return s.thorough_when_idle and retrain_preset(s) is Adaptation.QUICK
+
+
 def thorough_config(s: Settings) -> TrainConfig:
     """The training settings of a thorough pass while labelling pauses."""
     return TrainConfig.thorough(max_minutes=s.thorough_minutes, skeleton_recall=s.skeleton_recall)
@@ -90,11 +96,11 @@ def _run_job(
 ) -> dict[str, Any]:
     s = service.settings
     least = kind.least_changes(s.retrain_threshold)
-    nothing_to_do = too_few_changes(service, project, least)  # without waiting for the lock
     # labelling paused after a quick retrain: a thorough pass on its labels
-    deepen = kind is JobKind.IDLE and s.thorough_when_idle and retrain_preset(s) is Adaptation.QUICK
+    deepen = kind is JobKind.IDLE and thorough_follows(s)
     if deepen:
         before, revisions = last_trained(service, project), label_revisions(service, project)
+        nothing_to_do = too_few_changes(service, project, least, revisions)  # before the lock
         if nothing_to_do is not None and not thorough_due(before, revisions):
             return nothing_to_do
         held_out_only = before.get("preset") == Adaptation.THOROUGH and judged_only(
@@ -106,7 +112,7 @@ def _run_job(
                 "project": project,
                 "last_trained": before.get("version"),
             }
-    elif nothing_to_do is not None:
+    elif (nothing_to_do := too_few_changes(service, project, least)) is not None:
         return nothing_to_do
 
     def rescore(project_id: int) -> RescoreReport:

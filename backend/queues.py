@@ -42,6 +42,26 @@ class JobQueue(Protocol):
     def train_when_idle(self, project: int, at: float) -> None: ...
     def arm_idle(self, project: int, at: float) -> None: ...
     def take_idle(self, now: float) -> list[int]: ...
+    def queued(self) -> list[str]: ...
+
+
+def run_giving_way(
+    queue: JobQueue,
+    kind: str,
+    project: int,
+    service: Service,
+    shards: ShardPool | None = None,
+) -> dict[str, Any]:
+    """`run_job`, its thorough pass giving way to the jobs `queue` holds (other than idle
+    ones: `worth_giving_way`); a pass that gave way is tried again at the next pause."""
+
+    def waiting() -> bool:
+        return worth_giving_way(queue.queued())
+
+    result = run_job(kind, project, service, shards, waiting)
+    if thorough_yielded(result):
+        queue.train_when_idle(project, time.time() + service.settings.idle_delay)
+    return result
 
 
 class EmbeddedQueue:
@@ -59,18 +79,13 @@ class EmbeddedQueue:
     def submit(self, kind: str, project: int) -> Submission:
         """Queue job `kind` (a JobKind value; refused when unknown) for `project`."""
         kind = JobKind.parse(kind)
-        return self.runner.submit(f"{kind}:{project}", lambda: self._run(kind, project))
+        return self.runner.submit(
+            f"{kind}:{project}", lambda: run_giving_way(self, kind, project, self.service)
+        )
 
-    def _run(self, kind: JobKind, project: int) -> dict[str, Any]:
-        """The job; a thorough pass that gave way to queued jobs is tried at the next pause."""
-
-        def waiting() -> bool:
-            return worth_giving_way(self.runner.queued())
-
-        result = run_job(kind, project, self.service, waiting=waiting)
-        if thorough_yielded(result):
-            self.train_when_idle(project, time.time() + self.service.settings.idle_delay)
-        return result
+    def queued(self) -> list[str]:
+        """The keys of the jobs submitted and not started."""
+        return self.runner.queued()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -276,15 +291,8 @@ def run_in_worker(
     try:
         shards = ShardPool(redis, job.origin, job.timeout or JOB_TIMEOUT)
         service = service or worker_service()
-        queue = RedisQueue(connection=redis)
-
-        def waiting() -> bool:  # submitted jobs only: shard helpers have no key
-            return worth_giving_way(queue.queued())
-
-        record["result"] = run_job(kind, project, service, shards, waiting)
-        if thorough_yielded(record["result"]):  # gave way to queued jobs: the next pause
-            at = time.time() + service.settings.idle_delay
-            queue.train_when_idle(project, at)
+        queue = RedisQueue(connection=redis)  # submitted jobs only: shard helpers have no key
+        record["result"] = run_giving_way(queue, kind, project, service, shards)
         record["state"] = JobState.FINISHED.value
     except Exception as exc:
         record["error"] = f"{exc.__class__.__name__}: {exc}"

@@ -177,16 +177,23 @@ def fingerprint(revisions: dict[int, tuple[str, str]], tasks: Iterable[int]) -> 
     return digest.hexdigest()
 
 
-def too_few_changes(service: Service, project_id: int, min_changes: int) -> dict | None:
+def too_few_changes(
+    service: Service,
+    project_id: int,
+    min_changes: int,
+    revisions: dict[int, tuple[str, str]] | None = None,
+) -> dict | None:
     """What a retrain asking for `min_changes` new labels would answer without doing
     anything (no labels, too few new ones), or None when it has work: training, every
     label deleted while a threshold fitted on them is recorded (it is dropped), or a
-    scoring that stopped before its last page (the pool is scored again)."""
+    scoring that stopped before its last page (the pool is scored again). `revisions`:
+    the project's `label_revisions` when the caller has listed them already."""
     if min_changes <= 0:
         return None
     if PoolStore(service.settings.registry, project_id).stopped_half_way():
         return None
-    revisions = label_revisions(service, project_id)
+    if revisions is None:
+        revisions = label_revisions(service, project_id)
     if not revisions and threshold_recorded(load_threshold(service.settings.registry, project_id)):
         return None
     return _too_few_changes(project_id, revisions, last_trained(service, project_id), min_changes)
