@@ -44,10 +44,12 @@ from backend.retention import apply_retention
 from backend.service import RescoreReport, Service
 from backend.task_image import TaskImageError
 from selection.atomic import atomic_write
-from selection.images import content_hash, decode_rgb
+from selection.images import decode_rgb
 from training.data import Loaded, find_samples, load
 from training.evaluate import evaluate
 from training.fit import FitOutcome, fit_version, held_out_count
+from training.metrics import Counts
+from training.registry import Registry
 from training.threshold_choice import choose_threshold, refit_refused
 from training.train import Adaptation, TrainConfig, TrainingStoppedError
 
@@ -285,13 +287,16 @@ def retrain_project(
     labels = load(find_samples(folder, set_name=f"project-{project_id}"))
     judge: list = []
     judged_before = set(before.get("held_out") or [])
+    serving = service.holder.registry.current(project_id)  # read once: judge and parent
     if promote == "if-better":  # the newest labels test the candidate before training it
         labels.sort(key=lambda item: revisions.get(_task_of(item), ("", ""))[0])
-        judge = judge_labels(labels, judged_before, _seen_by_serving(service, project_id))
+        judge = judge_labels(labels, judged_before, _trained_images(service, serving))
         labels = [i for i in labels if i not in judge]
     note = f"adapted to {len(labels)} labels of Label Studio project {project_id}"
     config = config or TrainConfig.adapt()
-    outcome, threshold = _adapt(service, project_id, labels, judge, config, promote, note)
+    outcome, threshold = _adapt(
+        service, project_id, labels, judge, config, promote, note, judged_against=serving
+    )
     judged = {_task_of(i) for i in judge}
     held = sorted(judged_before | judged)
     trained = [t for t in revisions if t not in judged]
@@ -325,7 +330,7 @@ def judge_labels(labels: list[Loaded], judged_before: set[int], seen: set[str]) 
     those never judged before whose image neither the version it is compared with (and
     its ancestors: content hashes `seen`) nor another of the labels holds (the candidate
     would train on its twin)."""
-    hashes = [content_hash(i.sample.image.read_bytes()) for i in labels]
+    hashes = [i.sha256 for i in labels]
     holders = Counter(hashes)
     fresh = [
         i
@@ -335,12 +340,10 @@ def judge_labels(labels: list[Loaded], judged_before: set[int], seen: set[str]) 
     return fresh[len(fresh) - min(held_out_count(len(labels)), len(fresh)) :]
 
 
-def _seen_by_serving(service: Service, project_id: int) -> set[str]:
-    """Content hashes of the images the project's serving version (and its ancestors)
-    trained on: a label among them cannot test a candidate against it."""
-    registry = service.holder.registry
-    serving = registry.current(project_id)
-    return registry.trained_images(serving) if serving else set()
+def _trained_images(service: Service, version: str | None) -> set[str]:
+    """Content hashes of the images `version` (the project's serving one) and its
+    ancestors trained on: a label among them cannot test a candidate against it."""
+    return service.holder.registry.trained_images(version) if version else set()
 
 
 def _outcome_fields(
@@ -367,10 +370,13 @@ def _adapt(
     promote: str,
     note: str,
     stop: Callable[[], bool] | None = None,
+    judged_against: str | None = None,
 ) -> tuple[FitOutcome, dict[str, Any] | None]:
     """A candidate from the project's current version trained on P plus `labels`, judged on
-    `judge` against the current one (promoted per `promote`); then the project's threshold
-    refitted on all of them and old versions retired."""
+    `judge` against the current one (promoted per `promote`; not when the current one is no
+    longer `judged_against`, the version the judge was picked for); then the project's
+    threshold refitted on all of them (from the counts the fit measured, where they are of
+    the version serving then) and old versions retired."""
     settings = service.settings
     base = load(find_samples(settings.base_train)) if settings.base_train else []
     val = load(find_samples(settings.base_val)) if settings.base_val else []
@@ -391,10 +397,11 @@ def _adapt(
         guard=PROMOTION_GUARD,
         margin=PROMOTION_MARGIN,
         stop=stop,
+        judged_against=judged_against,
     )
     log.info("project %s: %s (%s)", project_id, outcome.version, outcome.reason)
     try:
-        threshold = refit_threshold(service, project_id, [*labels, *judge])
+        threshold = refit_threshold(service, project_id, [*labels, *judge], outcome.counts)
         apply_retention(registry, settings.cache, settings.keep_versions)
     except OSError as exc:  # a full disk: the new version stands, the rest waits
         log.error("project %s: threshold or retention skipped: %s", project_id, exc)
@@ -495,13 +502,20 @@ def thorough_yielded(result: dict[str, Any]) -> bool:
     return ThoroughStatus.YIELDED in (result.get("status"), inner_status)
 
 
-def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str, Any] | None:
+def refit_threshold(
+    service: Service,
+    project_id: int,
+    labels: list[Loaded],
+    known: dict[str, dict[Path, Counts]] | None = None,
+) -> dict[str, Any] | None:
     """Move the serving version's mask threshold toward the pooled ODS threshold of all the
     project's labelled images, and keep it for the project's pre-annotations if it wins
     leave-one-out against the version's own (`training.threshold_choice`); else the
     version's own serves. The decision is recorded either way (`save_threshold`). None: too
     few labels, or none shows a crack; the version's own serves (a threshold fitted on labels
-    since deleted or emptied does not stay)."""
+    since deleted or emptied does not stay). `known`: per-image counts already measured
+    (version -> image path -> counts, as `FitOutcome.counts`); only the labelled images
+    missing there are predicted again."""
     registry = service.holder.registry
     unfit = refit_refused(len(labels), any(item.mask.any() for item in labels))
     if unfit is not None:
@@ -511,11 +525,12 @@ def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str
                            reason=unfit)  # fmt: skip
         log.info("project %s: threshold not refitted: %s", project_id, unfit)
         return None
-    loaded = registry.load("current", project_id)
-    counts = evaluate(loaded.model, loaded.encoder, labels).counts
-    choice = choose_threshold(counts, loaded.threshold)
+    version = registry.resolve("current", project_id)
+    own = float(registry.meta(version).get("threshold", 0.5))
+    counts = _counts_of(registry, version, labels, (known or {}).get(version, {}))
+    choice = choose_threshold(counts, own)
     figures = {
-        "version_threshold": loaded.threshold,
+        "version_threshold": own,
         "refit": choice.refit,
         "moved": choice.moved,
         "labels_ods": choice.refit_f,
@@ -524,19 +539,31 @@ def refit_threshold(service: Service, project_id: int, labels: list) -> dict[str
         "reason": choice.reason,
     }
     save_threshold(
-        service.settings.registry, project_id, loaded.version, choice.threshold, len(labels),
+        service.settings.registry, project_id, version, choice.threshold, len(labels),
         **figures,
     )  # fmt: skip
     if choice.threshold is None:
-        log.info("project %s: threshold %s kept: %s", project_id, loaded.threshold, choice.reason)
+        log.info("project %s: threshold %s kept: %s", project_id, own, choice.reason)
     else:
         log.info("project %s: threshold %s: %s", project_id, choice.threshold, choice.reason)
     return {
-        "version": loaded.version,
+        "version": version,
         "threshold": choice.threshold,
         "labels": len(labels),
         **figures,
     }
+
+
+def _counts_of(
+    registry: Registry, version: str, labels: list[Loaded], known: dict[Path, Counts]
+) -> Counts:
+    """Per-image counts of `labels` under `version`: those in `known`, the rest predicted
+    now (the model is loaded only when one is missing)."""
+    missing = [item for item in labels if item.sample.image not in known]
+    if missing:
+        loaded = registry.load(version)
+        known = {**known, **evaluate(loaded.model, loaded.encoder, missing).per_image()}
+    return Counts.stack(known[item.sample.image] for item in labels)
 
 
 def _task_of(item: Any) -> int:

@@ -666,6 +666,33 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
     assert not forget_threshold(settings.registry, 43, "no labels")  # nothing left to forget
 
 
+def test_the_refit_uses_counts_already_measured_for_the_serving_version(
+    client, crack_data, settings
+):
+    """Counts a fit measured under the serving version are used as they are (here counts
+    of masks that mark every pixel, handed in beside CFD's real masks: the refit follows
+    the counts); counts of another version are not; images missing there are predicted."""
+    from backend.retrain import refit_threshold
+    from training.data import Loaded, find_samples, load
+    from training.evaluate import evaluate
+
+    service = client.application.config["crackal.service"]
+    registry = service.holder.registry
+    serving = registry.load(registry.resolve("current", 44))
+    cracks = load(find_samples(crack_data / "cfd")[:3])
+    everything = [Loaded(i.sample, i.image, np.ones_like(i.mask)) for i in cracks]
+    measured = evaluate(serving.model, serving.encoder, everything).per_image()
+    fresh = refit_threshold(service, 44, cracks)
+    assert fresh["version"] == serving.version and fresh["labels_ods"] < 1.0
+    assert refit_threshold(service, 44, cracks, {"v99": measured}) == fresh
+    used = refit_threshold(service, 44, cracks, {serving.version: measured})
+    assert used["labels_ods"] == 1.0 and used["refit"] == 0.0  # every pixel marked: F 1 at 0
+    one_known = {serving.version: {cracks[0].sample.image: measured[cracks[0].sample.image]}}
+    mixed = refit_threshold(service, 44, cracks, one_known)  # the other two predicted now
+    assert mixed["labels"] == 3
+    assert mixed["labels_ods"] not in (used["labels_ods"], fresh["labels_ods"])
+
+
 def test_setup_queues_a_scoring_once_per_version_and_options(settings):
     """Label Studio calls /setup often: a project is scored once per model version and
     project options in this process. A scoring another process finished counts only when

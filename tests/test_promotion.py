@@ -1,6 +1,7 @@
 """Which adapted version serves a project: judged on its newest labels held out, with the
 base validation set as a guard (a tolerance, not a veto)."""
 
+import numpy as np
 import pytest
 
 from training.fit import Judged, _decide, allowed_loss, held_out_count
@@ -136,3 +137,66 @@ def test_fit_version_judges_with_the_margin_it_is_given(crack_data, tmp_path):
     assert outcomes[1.0].promoted and "lower by at most the margin 1.0" in outcomes[1.0].reason
     with pytest.raises(ValueError, match="margin"):
         fit_version(registry, train_items, parent="current", judge=judge, margin=-1.0)
+
+
+def test_fit_version_hands_back_the_counts_it_measured(crack_data, tmp_path):
+    """The per-image counts a fit measured on the way (the new version's on the labelled
+    and held-out images, the parent's on the held-out ones) are those of the registered
+    weights: the threshold refit uses them instead of predicting the images again."""
+    import torch
+
+    from tests.conftest import registry_with_an_untrained_model
+    from training.data import find_samples, load
+    from training.evaluate import evaluate
+    from training.fit import fit_version
+    from training.train import TrainConfig
+
+    torch.manual_seed(0)
+    registry = registry_with_an_untrained_model(tmp_path)
+    parent = registry.resolve("current")
+    items = load(find_samples(crack_data / "cfd")[:3])
+    labels, judge = items[:2], items[2:]
+    config = TrainConfig.adapt(steps=2, batch_size=2, crop=64)
+    outcome = fit_version(registry, labels, parent="current", config=config, promote="if-better",
+                          progress=False, judge=judge, margin=1.0,
+                          also_evaluate={"labelled": labels})  # fmt: skip
+    assert set(outcome.counts) == {parent, outcome.version}
+    assert set(outcome.counts[parent]) == {i.sample.image for i in judge}
+    assert set(outcome.counts[outcome.version]) == {i.sample.image for i in items}
+    for version in (parent, outcome.version):
+        loaded = registry.load(version)
+        known = outcome.counts[version]
+        measured = [i for i in items if i.sample.image in known]
+        fresh = evaluate(loaded.model, loaded.encoder, measured)
+        for path, row in fresh.per_image().items():
+            assert np.array_equal(known[path].tp, row.tp) and np.array_equal(known[path].fn, row.fn)
+    assert outcome.counts[outcome.version][judge[0].sample.image].tp.any()  # not all empty
+
+
+def test_a_judge_picked_for_another_version_does_not_promote(crack_data, tmp_path):
+    """The held-out labels were chosen as never seen by the version serving when the job
+    read it; when the line serves another one by the time training starts (a rollback
+    meanwhile), the candidate is registered but not promoted."""
+    import torch
+
+    from tests.conftest import registry_with_an_untrained_model
+    from training.data import find_samples, load
+    from training.fit import fit_version
+    from training.train import TrainConfig
+
+    torch.manual_seed(0)
+    registry = registry_with_an_untrained_model(tmp_path)
+    parent = registry.resolve("current")
+    items = load(find_samples(crack_data / "cfd")[:3])
+    config = TrainConfig.adapt(steps=1, batch_size=2, crop=64)
+
+    def fit(against):
+        return fit_version(registry, items[:2], parent="current", config=config,
+                           promote="if-better", progress=False, judge=items[2:], margin=1.0,
+                           judged_against=against)  # fmt: skip
+
+    stale = fit("v99")
+    assert not stale.promoted and "picked for v99" in stale.reason
+    assert registry.resolve("current") == parent
+    fresh = fit(parent)
+    assert fresh.promoted and registry.resolve("current") == fresh.version

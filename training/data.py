@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from selection.images import DatasetError, image_folder, list_images, read_rgb
+from selection.images import DatasetError, content_hash, image_folder, list_images, read_rgb
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class Loaded:
     sample: Sample
     image: np.ndarray  # H x W x 3 uint8
     mask: np.ndarray  # H x W bool
+
+    @cached_property
+    def sha256(self) -> str:
+        """The content hash of the image file (read once, when first asked)."""
+        return content_hash(self.sample.image.read_bytes())
 
 
 def set_name_of(folder: Path | str) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 from torch import nn
 from tqdm import tqdm
 
@@ -19,12 +21,18 @@ EVALUATION_VERSION = 1
 
 @dataclass
 class Evaluation:
-    """Metrics of one set; `names[i]` is the image behind row i of the counts."""
+    """Metrics of one set; `names[i]` (file name) and `paths[i]` are the image behind row i
+    of the counts."""
 
     names: list[str]
     counts: Counts
     scores: Scores
     tolerant: Scores | None = None  # with the pixel tolerance, when one was asked for
+    paths: list[Path] = field(default_factory=list)
+
+    def per_image(self) -> dict[Path, Counts]:
+        """Image path -> its own row of the counts."""
+        return {p: self.counts.subset(np.array([i])) for i, p in enumerate(self.paths)}
 
 
 def evaluate(
@@ -47,4 +55,5 @@ def evaluate(
         counts=counts,
         scores=scores(counts),
         tolerant=scores(Counts.stack(tolerant)) if tolerant else None,
+        paths=[item.sample.image for item in items],
     )

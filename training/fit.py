@@ -6,15 +6,16 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from selection.images import content_hash
 from training.data import Loaded
 from training.device import resolve_device
 from training.evaluate import EVALUATION_VERSION, evaluate
+from training.metrics import Counts
 from training.model import DEFAULT_ENCODER, build_model, encoder_sha256
 from training.registry import Registry
 from training.train import TrainConfig, TrainResult, train
@@ -29,13 +30,16 @@ class FitOutcome:
     reason: str  # why it was or was not made current
     result: TrainResult
     meta: dict[str, Any]
+    # per-image counts measured on the way, version -> image path -> counts: the new
+    # version's on `also_evaluate` and `judge`, the parent's on `judge`
+    counts: dict[str, dict[Path, Counts]] = field(default_factory=dict)
 
 
 def _image_record(item: Loaded) -> dict[str, str]:
     return {
         "set": item.sample.set_name,
         "image": item.sample.image.name,
-        "sha256": content_hash(item.sample.image.read_bytes()),
+        "sha256": item.sha256,
     }
 
 
@@ -83,6 +87,7 @@ def fit_version(
     guard: float = 0.0,
     margin: float = 0.0,
     stop: Callable[[], bool] | None = None,
+    judged_against: str | None = None,
 ) -> FitOutcome:
     """Train from `parent` (a registry version, or "current": the version serving the
     `project` line when training begins) or from ImageNet weights, then register.
@@ -104,6 +109,10 @@ def fit_version(
     validation ODS fell by at most `guard`; without `judge`, when its validation ODS is at
     least the parent's minus `guard`.
 
+    `judged_against`: the version `judge` was picked for (none of its labels trained it);
+    when `parent` resolves to another one (the line changed before training began), the new
+    version is registered but not promoted.
+
     `stop` is handed to `train`: when it gives the run up, nothing is registered
     (`TrainingStoppedError` propagates).
     """
@@ -111,6 +120,7 @@ def fit_version(
         raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
     allowed_loss(margin, len(judge))  # a margin no rule can use fails before training
     parent_ods = parent_judged = None
+    counts: dict[str, dict[Path, Counts]] = {}
     val_key = validation_key(val_items, resolve_device().type)
     line_before = registry.own_current(project)
     if parent == "current":  # read with the line, so the compare-and-swap matches it
@@ -124,7 +134,9 @@ def fit_version(
             if parent_ods is None:
                 parent_ods = evaluate(model, encoder, val_items).scores.ods
         if promote == "if-better" and judge:
-            parent_judged = evaluate(model, encoder, judge).scores.ods
+            parent_eval = evaluate(model, encoder, judge)
+            parent_judged = parent_eval.scores.ods
+            counts[parent] = parent_eval.per_image()
     else:
         model = build_model(encoder)
         config = config or TrainConfig.base()
@@ -140,17 +152,22 @@ def fit_version(
         stop=stop,
     )
     metrics: dict[str, Any] = {}
+    new_counts: dict[Path, Counts] = {}
     if val_items:
         ev = result.evaluation or evaluate(model, encoder, val_items, tolerance=TOLERANCE_PX)
         metrics["val"] = ev.scores.as_dict()
         metrics["val"]["ods_tolerance_2px"] = ev.tolerant.ods if ev.tolerant else None
     for name, items in (also_evaluate or {}).items():
         if items:
-            metrics[name] = evaluate(model, encoder, items).scores.as_dict()
+            ev = evaluate(model, encoder, items)
+            metrics[name] = ev.scores.as_dict()
+            new_counts.update(ev.per_image())
     if judge:
-        metrics["held_out"] = evaluate(model, encoder, judge).scores.as_dict()
+        ev = evaluate(model, encoder, judge)
+        metrics["held_out"] = ev.scores.as_dict()
         metrics["held_out"]["images"] = len(judge)
         metrics["held_out"]["parent_ods"] = parent_judged
+        new_counts.update(ev.per_image())
     meta = {
         "encoder": encoder,
         "encoder_sha256": encoder_sha256(result.state_dict),
@@ -172,6 +189,7 @@ def fit_version(
         },
     }
     version = registry.register(result.state_dict, meta)
+    counts[version] = new_counts
     judged = Judged(
         val=metrics.get("val", {}).get("ods"),
         parent_val=parent_ods,
@@ -182,10 +200,16 @@ def fit_version(
         margin=margin,
     )
     promoted, reason = _decide(promote, parent, judged)
-    if promoted and not registry.promote(version, line_before, reason, project):
+    if promoted and judge and judged_against is not None and parent != judged_against:
+        promoted = False
+        reason = (
+            f"not made current: its held-out labels were picked for {judged_against}, "
+            f"but the line changed to {parent} before training began"
+        )
+    elif promoted and not registry.promote(version, line_before, reason, project):
         now = registry.current(project)
         promoted, reason = False, f"not made current: the line changed to {now} during training"
-    return FitOutcome(version, promoted, reason, result, registry.meta(version))
+    return FitOutcome(version, promoted, reason, result, registry.meta(version), counts)
 
 
 @dataclass(frozen=True)
