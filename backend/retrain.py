@@ -287,16 +287,13 @@ def retrain_project(
     labels = load(find_samples(folder, set_name=f"project-{project_id}"))
     judge: list = []
     judged_before = set(before.get("held_out") or [])
-    serving = service.holder.registry.current(project_id)  # read once: judge and parent
     if promote == "if-better":  # the newest labels test the candidate before training it
         labels.sort(key=lambda item: revisions.get(_task_of(item), ("", ""))[0])
-        judge = judge_labels(labels, judged_before, _trained_images(service, serving))
+        judge = judge_labels(labels, judged_before, _seen_by_serving(service, project_id))
         labels = [i for i in labels if i not in judge]
     note = f"adapted to {len(labels)} labels of Label Studio project {project_id}"
     config = config or TrainConfig.adapt()
-    outcome, threshold = _adapt(
-        service, project_id, labels, judge, config, promote, note, judged_against=serving
-    )
+    outcome, threshold = _adapt(service, project_id, labels, judge, config, promote, note)
     judged = {_task_of(i) for i in judge}
     held = sorted(judged_before | judged)
     trained = [t for t in revisions if t not in judged]
@@ -340,10 +337,13 @@ def judge_labels(labels: list[Loaded], judged_before: set[int], seen: set[str]) 
     return fresh[len(fresh) - min(held_out_count(len(labels)), len(fresh)) :]
 
 
-def _trained_images(service: Service, version: str | None) -> set[str]:
-    """Content hashes of the images `version` (the project's serving one) and its
-    ancestors trained on: a label among them cannot test a candidate against it."""
-    return service.holder.registry.trained_images(version) if version else set()
+def _seen_by_serving(service: Service, project_id: int) -> set[str]:
+    """Content hashes of the images the project's serving version (and its ancestors)
+    trained on: a label among them cannot test a candidate against it (`fit_version`
+    checks again against the version it trains from)."""
+    registry = service.holder.registry
+    serving = registry.current(project_id)
+    return registry.trained_images(serving) if serving else set()
 
 
 def _outcome_fields(
@@ -370,13 +370,11 @@ def _adapt(
     promote: str,
     note: str,
     stop: Callable[[], bool] | None = None,
-    judged_against: str | None = None,
 ) -> tuple[FitOutcome, dict[str, Any] | None]:
     """A candidate from the project's current version trained on P plus `labels`, judged on
-    `judge` against the current one (promoted per `promote`; not when the current one is no
-    longer `judged_against`, the version the judge was picked for); then the project's
-    threshold refitted on all of them (from the counts the fit measured, where they are of
-    the version serving then) and old versions retired."""
+    `judge` against the current one (promoted per `promote`); then the project's threshold
+    refitted on all of them (from the counts the fit measured, where they are of the
+    version serving then) and old versions retired."""
     settings = service.settings
     base = load(find_samples(settings.base_train)) if settings.base_train else []
     val = load(find_samples(settings.base_val)) if settings.base_val else []
@@ -397,7 +395,6 @@ def _adapt(
         guard=PROMOTION_GUARD,
         margin=PROMOTION_MARGIN,
         stop=stop,
-        judged_against=judged_against,
     )
     log.info("project %s: %s (%s)", project_id, outcome.version, outcome.reason)
     try:

@@ -666,6 +666,33 @@ def test_the_project_threshold_is_refitted_only_where_a_threshold_means_somethin
     assert not forget_threshold(settings.registry, 43, "no labels")  # nothing left to forget
 
 
+def test_a_retrain_refits_the_threshold_without_predicting_its_labels_again(
+    client, crack_data, monkeypatch
+):
+    """The version a retrain promotes was evaluated on every label by the fit: the refit
+    predicts none of them again. When the parent keeps serving, the labels it was not
+    evaluated on are predicted."""
+    import backend.retrain as retrain
+    from training.data import find_samples, load
+    from training.train import TrainConfig
+
+    predicted: list[int] = []
+    real = retrain.evaluate
+    monkeypatch.setattr(
+        retrain,
+        "evaluate",
+        lambda m, e, items, **k: predicted.append(len(items)) or real(m, e, items, **k),
+    )
+    service = client.application.config["crackal.service"]
+    items = load(find_samples(crack_data / "cfd")[:4])
+    config = TrainConfig.adapt(steps=1, batch_size=2, crop=64)
+    outcome, threshold = retrain._adapt(service, 45, items[:3], items[3:], config, "always", "t")
+    assert outcome.promoted and threshold["version"] == outcome.version and predicted == []
+    outcome, threshold = retrain._adapt(service, 45, items[:3], items[3:], config, "never", "t")
+    assert not outcome.promoted and threshold["version"] == outcome.meta["parent"]
+    assert predicted == [4]
+
+
 def test_the_refit_uses_counts_already_measured_for_the_serving_version(
     client, crack_data, settings
 ):

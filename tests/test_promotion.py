@@ -149,6 +149,7 @@ def test_fit_version_hands_back_the_counts_it_measured(crack_data, tmp_path):
     from training.data import find_samples, load
     from training.evaluate import evaluate
     from training.fit import fit_version
+    from training.metrics import COUNT_FIELDS
     from training.train import TrainConfig
 
     torch.manual_seed(0)
@@ -169,14 +170,20 @@ def test_fit_version_hands_back_the_counts_it_measured(crack_data, tmp_path):
         measured = [i for i in items if i.sample.image in known]
         fresh = evaluate(loaded.model, loaded.encoder, measured)
         for path, row in fresh.per_image().items():
-            assert np.array_equal(known[path].tp, row.tp) and np.array_equal(known[path].fn, row.fn)
-    assert outcome.counts[outcome.version][judge[0].sample.image].tp.any()  # not all empty
+            for field in COUNT_FIELDS:
+                assert np.array_equal(getattr(known[path], field), getattr(row, field))
+    held = judge[0].sample.image  # the two versions' counts differ: neither stands for both
+    assert not np.array_equal(
+        outcome.counts[parent][held].fp, outcome.counts[outcome.version][held].fp
+    )
 
 
-def test_a_judge_picked_for_another_version_does_not_promote(crack_data, tmp_path):
-    """The held-out labels were chosen as never seen by the version serving when the job
-    read it; when the line serves another one by the time training starts (a rollback
-    meanwhile), the candidate is registered but not promoted."""
+def test_a_judge_image_the_parent_trained_on_does_not_promote(crack_data, tmp_path):
+    """Held-out labels test a candidate against its parent only if the parent (and its
+    ancestors) never trained on their images: the retrain picks them for the version
+    serving when it reads the line; if the line serves another by the time training starts
+    (a rollback meanwhile) and that one trained on them, the candidate is registered but
+    not promoted. Other judges, and "always", are not affected."""
     import torch
 
     from tests.conftest import registry_with_an_untrained_model
@@ -186,17 +193,17 @@ def test_a_judge_picked_for_another_version_does_not_promote(crack_data, tmp_pat
 
     torch.manual_seed(0)
     registry = registry_with_an_untrained_model(tmp_path)
-    parent = registry.resolve("current")
     items = load(find_samples(crack_data / "cfd")[:3])
     config = TrainConfig.adapt(steps=1, batch_size=2, crop=64)
 
-    def fit(against):
-        return fit_version(registry, items[:2], parent="current", config=config,
-                           promote="if-better", progress=False, judge=items[2:], margin=1.0,
-                           judged_against=against)  # fmt: skip
+    def fit(train, judge, promote="if-better"):
+        return fit_version(registry, train, parent="current", config=config, promote=promote,
+                           progress=False, judge=judge, margin=1.0)  # fmt: skip
 
-    stale = fit("v99")
-    assert not stale.promoted and "picked for v99" in stale.reason
-    assert registry.resolve("current") == parent
-    fresh = fit(parent)
-    assert fresh.promoted and registry.resolve("current") == fresh.version
+    assert fit(items[:2], [items[2]], promote="always").promoted  # trains on items 0 and 1
+    child = fit(items[:1], [items[2]])
+    assert child.promoted and registry.resolve("current") == child.version
+    seen = fit(items[:1], [items[1], items[2]])  # items[1] trained the parent's parent
+    assert not seen.promoted and "1 of its 2 held-out label(s)" in seen.reason
+    assert registry.resolve("current") == child.version
+    assert fit(items[:1], [items[1]], promote="always").promoted  # "always" does not judge

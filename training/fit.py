@@ -31,7 +31,7 @@ class FitOutcome:
     result: TrainResult
     meta: dict[str, Any]
     # per-image counts measured on the way, version -> image path -> counts: the new
-    # version's on `also_evaluate` and `judge`, the parent's on `judge`
+    # version's on `also_evaluate` and `judge`, the parent's on `judge` (when it judged)
     counts: dict[str, dict[Path, Counts]] = field(default_factory=dict)
 
 
@@ -87,7 +87,6 @@ def fit_version(
     guard: float = 0.0,
     margin: float = 0.0,
     stop: Callable[[], bool] | None = None,
-    judged_against: str | None = None,
 ) -> FitOutcome:
     """Train from `parent` (a registry version, or "current": the version serving the
     `project` line when training begins) or from ImageNet weights, then register.
@@ -109,9 +108,9 @@ def fit_version(
     validation ODS fell by at most `guard`; without `judge`, when its validation ODS is at
     least the parent's minus `guard`.
 
-    `judged_against`: the version `judge` was picked for (none of its labels trained it);
-    when `parent` resolves to another one (the line changed before training began), the new
-    version is registered but not promoted.
+    A judge image that the parent (or an ancestor) trained on cannot test against it: then
+    "if-better" registers the new version without promoting it (the caller picked the judge
+    for a version the line no longer serves, e.g. after a rollback).
 
     `stop` is handed to `train`: when it gives the run up, nothing is registered
     (`TrainingStoppedError` propagates).
@@ -120,6 +119,7 @@ def fit_version(
         raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
     allowed_loss(margin, len(judge))  # a margin no rule can use fails before training
     parent_ods = parent_judged = None
+    judge_seen = 0  # judge images the parent or an ancestor trained on
     counts: dict[str, dict[Path, Counts]] = {}
     val_key = validation_key(val_items, resolve_device().type)
     line_before = registry.own_current(project)
@@ -134,6 +134,8 @@ def fit_version(
             if parent_ods is None:
                 parent_ods = evaluate(model, encoder, val_items).scores.ods
         if promote == "if-better" and judge:
+            seen = registry.trained_images(parent)
+            judge_seen = sum(item.sha256 in seen for item in judge)
             parent_eval = evaluate(model, encoder, judge)
             parent_judged = parent_eval.scores.ods
             counts[parent] = parent_eval.per_image()
@@ -200,11 +202,11 @@ def fit_version(
         margin=margin,
     )
     promoted, reason = _decide(promote, parent, judged)
-    if promoted and judge and judged_against is not None and parent != judged_against:
+    if promoted and judge_seen:
         promoted = False
         reason = (
-            f"not made current: its held-out labels were picked for {judged_against}, "
-            f"but the line changed to {parent} before training began"
+            f"not made current: {judge_seen} of its {len(judge)} held-out label(s) show "
+            f"images {parent} or an ancestor trained on (the line changed before training)"
         )
     elif promoted and not registry.promote(version, line_before, reason, project):
         now = registry.current(project)
