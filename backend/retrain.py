@@ -49,7 +49,7 @@ from training.data import Loaded, find_samples, load
 from training.evaluate import evaluate
 from training.fit import FitOutcome, fit_version, held_out_count
 from training.metrics import Counts
-from training.registry import Registry
+from training.registry import Registry, version_threshold
 from training.threshold_choice import choose_threshold, refit_refused
 from training.train import Adaptation, TrainConfig, TrainingStoppedError
 
@@ -523,7 +523,7 @@ def refit_threshold(
         log.info("project %s: threshold not refitted: %s", project_id, unfit)
         return None
     version = registry.resolve("current", project_id)
-    own = float(registry.meta(version).get("threshold", 0.5))
+    own = version_threshold(registry.meta(version))
     counts = _counts_of(registry, version, labels, (known or {}).get(version, {}))
     choice = choose_threshold(counts, own)
     figures = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +25,10 @@ class Evaluation:
     of the counts."""
 
     names: list[str]
+    paths: list[Path]
     counts: Counts
     scores: Scores
     tolerant: Scores | None = None  # with the pixel tolerance, when one was asked for
-    paths: list[Path] = field(default_factory=list)
 
     def per_image(self) -> dict[Path, Counts]:
         """Image path -> its own row of the counts."""
@@ -52,8 +52,8 @@ def evaluate(
     counts = Counts.stack(exact)
     return Evaluation(
         names=[item.sample.image.name for item in items],
+        paths=[item.sample.image for item in items],
         counts=counts,
         scores=scores(counts),
         tolerant=scores(Counts.stack(tolerant)) if tolerant else None,
-        paths=[item.sample.image for item in items],
     )

@@ -202,11 +202,12 @@ def fit_version(
         margin=margin,
     )
     promoted, reason = _decide(promote, parent, judged)
-    if promoted and judge_seen:
+    if promote == "if-better" and judge_seen:
         promoted = False
         reason = (
             f"not made current: {judge_seen} of its {len(judge)} held-out label(s) show "
-            f"images {parent} or an ancestor trained on (the line changed before training)"
+            f"images {parent} or an ancestor trained on (the line changed before training); "
+            f"the held-out test said: {reason}"
         )
     elif promoted and not registry.promote(version, line_before, reason, project):
         now = registry.current(project)

@@ -62,7 +62,12 @@ class LoadedModel:
 
     @property
     def threshold(self) -> float:
-        return float(self.meta.get("threshold", 0.5))
+        return version_threshold(self.meta)
+
+
+def version_threshold(meta: dict[str, Any]) -> float:
+    """A version's own mask threshold, from its meta (0.5 where none was fitted)."""
+    return float(meta.get("threshold", 0.5))
 
 
 def project_folder(root: Path | str, project: int) -> Path:
