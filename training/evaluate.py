@@ -21,14 +21,17 @@ EVALUATION_VERSION = 1
 
 @dataclass
 class Evaluation:
-    """Metrics of one set; `names[i]` (file name) and `paths[i]` are the image behind row i
-    of the counts."""
+    """Metrics of one set; `paths[i]` is the image behind row i of the counts."""
 
-    names: list[str]
     paths: list[Path]
     counts: Counts
     scores: Scores
     tolerant: Scores | None = None  # with the pixel tolerance, when one was asked for
+
+    @property
+    def names(self) -> list[str]:
+        """The images' file names, row by row."""
+        return [p.name for p in self.paths]
 
     def per_image(self) -> dict[Path, Counts]:
         """Image path -> its own row of the counts."""
@@ -51,7 +54,6 @@ def evaluate(
             tolerant.append(image_counts(probs, item.mask, tolerance))
     counts = Counts.stack(exact)
     return Evaluation(
-        names=[item.sample.image.name for item in items],
         paths=[item.sample.image for item in items],
         counts=counts,
         scores=scores(counts),
