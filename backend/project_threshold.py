@@ -5,7 +5,8 @@ enough labels, and kept if it wins leave-one-out (`training.threshold_choice`).
 Kept in `<registry>/projects/project-<id>/threshold.json` for one version, with the rule
 that chose it: a threshold for another version, or chosen by an earlier rule, is not used
 (the version's own, from its validation set, is). A refused refit is recorded too
-(threshold null, with the figures), so the file always describes the last decision."""
+(threshold null, with its reason, and the figures when the labels were scored), so the
+file always describes the last decision."""
 
 from __future__ import annotations
 

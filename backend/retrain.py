@@ -7,8 +7,10 @@ changed since the project's last retrain, unless a scoring stopped before its la
 labelled tasks as an image/mask set under `<registry>/labels/project-<id>/`, fine-tunes
 the project's current version on the base training set plus those images, evaluates it
 (validation ODS, and ODS on the labels), registers it, promotes it into the project's line
-when the promotion policy allows, prunes old versions and re-scores the pool. A failure at
-any step leaves the previous version serving. After a quick retrain, `thorough_pass`
+when the promotion policy allows, prunes old versions and re-scores the pool. A failure
+before the promotion leaves the previous version serving; after it the new version serves,
+and a re-score that stops half-way leaves a note, so the project's next job scores the pool
+again. After a quick retrain, `thorough_pass`
 trains a candidate with the thorough preset on the same labels (the idle job runs it).
 """
 

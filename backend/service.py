@@ -1,7 +1,9 @@
 """Project-level operations of the backend, shared by the HTTP handlers and the jobs.
 
-- `rescore_project` (a job): streams the project's tasks page by page, fetches only
-  images of new tasks or changed URLs (features and masks are cached by content), fits the
+- `rescore_project` (a job): streams the project's tasks page by page, fetches for the
+  features only images of new tasks or changed URLs (features and masks are cached by
+  content; the walk down the queue fetches again the images whose mask is not cached, as
+  after a new version or threshold), fits the
   method on P u S (P = base set + labelled tasks, S = the rest), stores the fit, then in
   the queue's order masks what is not cached, imports the new predictions a page at a
   time and removes crackal's older predictions of those tasks (never other backends' or

@@ -51,6 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="W",
         help="weight of the skeleton recall term for thin cracks (default: 1; 0 = BCE + Dice)",
     )
+    p.add_argument(
+        "--patience",
+        type=int,
+        metavar="N",
+        help="validation evaluations without a better ODS before stopping (default: 4, or 3 "
+        "with --from; a number above the run's evaluations runs to the steps or the budget)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--promote",
@@ -70,6 +77,7 @@ def config_from_args(args: argparse.Namespace, adapting: bool) -> TrainConfig:
             "batch_size": args.batch_size,
             "crop": args.crop,
             "skeleton_recall": args.skeleton_recall,
+            "patience": args.patience,
             "seed": args.seed,
         }.items()
         if v is not None

@@ -19,7 +19,7 @@ from training.fit import fit_version, validation_key
 from training.losses import skeleton_recall_loss, tubed_skeletons
 from training.model import DEFAULT_ENCODER, build_model
 from training.registry import Registry
-from training.train import TrainConfig, TrainingStoppedError, lr_factor, train
+from training.train import StopReason, TrainConfig, TrainingStoppedError, lr_factor, train
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_a_stop_callback_gives_a_run_up_between_steps(crack_data):
     result = train(
         build_model(), DEFAULT_ENCODER, items, (), config, progress=False, stop=lambda: False
     )
-    assert result.steps == 3 and result.stopped == "steps"
+    assert result.steps == 3 and result.stopped is StopReason.STEPS
 
 
 def test_a_frozen_encoder_keeps_every_tensor_and_the_decoder_still_learns(crack_data):
@@ -217,6 +217,7 @@ def test_learning_rate_anneals_over_whichever_budget_ends_first():
         ("skeleton_recall", float("nan")),
         ("skeleton_recall", 11.0),
         ("skeleton_recall", float("inf")),
+        ("patience", 0),
     ],
 )
 def test_training_settings_no_run_can_use_are_refused_by_name(field, value):
@@ -230,6 +231,7 @@ def test_training_settings_no_run_can_use_are_refused_by_name(field, value):
         ("--crop", "100", "crop must be a multiple of 32"),
         ("--skeleton-recall", "-1", "skeleton_recall must be within [0, 10]"),
         ("--skeleton-recall", "nan", "skeleton_recall must be within [0, 10]"),
+        ("--patience", "0", "patience must be at least 1"),
     ],
 )
 def test_train_command_refuses_bad_settings_before_loading_images(

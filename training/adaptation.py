@@ -7,9 +7,10 @@ model of every strategy and seed is evaluated on the same test parts. I_dist(S, 
 computed with the base model's own encoder features for all of S. For each strategy ("band":
 uniformly among candidates whose scaled I_dist is in the band; "random": uniformly among the
 candidates) and seed, one seeded ordering of the candidates is drawn and M_q takes its first
-q images from every S, so the choices are nested (M_1's image is among M_3's). Fine-tuning
-runs a fixed number of steps (no wall-clock stop, no early stop), so a result does not
-depend on the machine's load.
+q images from every S, so the choices are nested (M_1's image is among M_3's). `crackal
+adapt` fine-tunes for a fixed number of steps (no wall-clock stop, no early stop), so its
+results do not depend on the machine's load; without `config_for_seed`, `run_experiment`
+uses the quick preset, whose 3-minute budget can end a run and anneal it by the clock.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 autocast only where the hardware computes bf16 natively.
 
 CPUs of one machine kind differ: with AMX or AVX512_BF16, bf16 autocast trained ~1.2-2.3x
-faster than fp32; without them it was 1.9x slower. So the CPU's flags decide, and
+faster than fp32; without them it was slower (1.9x on one machine; 18x a step on an EPYC
+measured by `benchmarks/train_precision.py`, see the README). So the CPU's flags decide, and
 `CRACKAL_BF16=0/1` overrides them.
 """
 

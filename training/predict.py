@@ -2,8 +2,9 @@
 
 Images larger than one tile are predicted tile by tile (overlapping tiles, blended with
 weights that fall off towards each tile's border), so thin cracks of a 12-20 MP photo are
-seen at full resolution: the network's memory is bounded by the tile; the image-sized
-arrays are the blended map and its weights (float32, 4 bytes per pixel each).
+seen at full resolution: the network's memory is bounded by the tile; the one image-sized
+array is the blended map (float32, 4 bytes per pixel); its weights are a row and a column
+vector.
 
 Given an onnxruntime runner of the same model (`training.onnx_model`), every forward pass
 runs on it instead of torch (several times faster on CPU); padding, normalisation, tiling

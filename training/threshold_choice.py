@@ -43,7 +43,7 @@ class ThresholdChoice:
     threshold: float | None
     reason: str  # why, in words
     refit: float  # the labelled images' pooled ODS threshold
-    moved: float  # the threshold this rule gives from all the labels (`threshold` if kept)
+    moved: float  # the threshold this rule gives from all the labels (`threshold` when adopted)
     refit_f: float  # pooled F at `refit` (fitted and scored on the same images: optimistic)
     leave_one_out_f: float  # pooled F, each image at the threshold moved by the others
     version_f: float  # pooled F at the version's own threshold
