@@ -49,7 +49,7 @@ from selection.atomic import atomic_write
 from selection.images import decode_rgb
 from training.data import Loaded, find_samples, load
 from training.evaluate import evaluate
-from training.fit import FitOutcome, fit_version, held_out_count
+from training.fit import FitOutcome, Promotion, fit_version, held_out_count
 from training.metrics import Counts
 from training.registry import Registry, version_threshold
 from training.threshold_choice import choose_threshold, refit_refused
@@ -245,7 +245,7 @@ def last_trained(service: Service, project_id: int) -> dict[str, Any]:
 def retrain_project(
     service: Service,
     project_id: int,
-    promote: str = "if-better",
+    promote: Promotion | str = Promotion.IF_BETTER,
     config: TrainConfig | None = None,
     min_changes: int = 0,
     rescore: Callable[[int], RescoreReport] | None = None,
@@ -289,7 +289,8 @@ def retrain_project(
     labels = load(find_samples(folder, set_name=f"project-{project_id}"))
     judge: list = []
     judged_before = set(before.get("held_out") or [])
-    if promote == "if-better":  # the newest labels test the candidate before training it
+    promote = Promotion.parse(promote)
+    if promote is Promotion.IF_BETTER:  # the newest labels test the candidate before training it
         labels.sort(key=lambda item: revisions.get(_task_of(item), ("", ""))[0])
         judge = judge_labels(labels, judged_before, _seen_by_serving(service, project_id))
         labels = [i for i in labels if i not in judge]
@@ -369,7 +370,7 @@ def _adapt(
     labels: list,
     judge: list,
     config: TrainConfig,
-    promote: str,
+    promote: Promotion | str,
     note: str,
     stop: Callable[[], bool] | None = None,
 ) -> tuple[FitOutcome, dict[str, Any] | None]:
@@ -437,7 +438,7 @@ def thorough_pass(
     service: Service,
     project_id: int,
     config: TrainConfig,
-    promote: str = "if-better",
+    promote: Promotion | str = Promotion.IF_BETTER,
     rescore: Callable[[int], RescoreReport] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:

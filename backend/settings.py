@@ -14,6 +14,7 @@ from selection.queue_order import QUEUE_STRATEGIES
 from selection.ranking import DEFAULT_BAND
 from selection.strategies import Strategy
 from training.device import resolve_device
+from training.fit import Promotion
 from training.train import Adaptation, TrainConfig
 
 
@@ -68,7 +69,7 @@ class Settings:
     retrain_threshold: int = 3  # new or changed labels that start a retraining job
     idle_delay: float = 600.0  # fewer labels train once no label came for this many seconds
     keep_versions: int = 20  # older versions are deleted, except any project's current one
-    promote: str = "if-better"  # always | if-better | never
+    promote: Promotion = Promotion.IF_BETTER
     # a retrain's preset; None (auto): thorough on CUDA, quick on a CPU
     adaptation: Adaptation | None = None
     adapt_steps: int | None = None  # the preset's steps unless set
@@ -142,9 +143,7 @@ class Settings:
         s.keep_versions = _number(e, "CRACKAL_KEEP_VERSIONS", s.keep_versions, int)
         if s.idle_delay <= 0 or s.keep_versions < 1:
             raise ValueError("CRACKAL_IDLE_DELAY must be > 0 s and CRACKAL_KEEP_VERSIONS >= 1")
-        s.promote = e.get("CRACKAL_PROMOTE", s.promote)
-        if s.promote not in ("always", "if-better", "never"):
-            raise ValueError(f"CRACKAL_PROMOTE must be always, if-better or never: {s.promote!r}")
+        s.promote = Promotion.parse(e.get("CRACKAL_PROMOTE", s.promote), "CRACKAL_PROMOTE")
         preset = e.get("CRACKAL_ADAPTATION", "auto")
         if preset not in ("auto", *Adaptation):
             raise ValueError(f"CRACKAL_ADAPTATION must be auto, quick or thorough: {preset!r}")

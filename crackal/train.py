@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from training.data import find_samples, load
-from training.fit import fit_version
+from training.fit import Promotion, fit_version
 from training.model import DEFAULT_ENCODER, ENCODERS
 from training.registry import Registry
 from training.train import TrainConfig
@@ -61,8 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--promote",
-        choices=("always", "if-better", "never"),
-        default="always",
+        type=Promotion,
+        choices=list(Promotion),
+        default=Promotion.ALWAYS,
         help="make the new version current (default: always)",
     )
     p.set_defaults(run=run)

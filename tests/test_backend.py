@@ -29,6 +29,7 @@ from selection.images import read_rgb
 from selection.strategies import Strategy
 from tests.conftest import registry_with_an_untrained_model
 from training.device import resolve_device
+from training.fit import Promotion
 from training.registry import Registry
 from training.train import Adaptation
 
@@ -201,6 +202,8 @@ def test_settings_from_environment():
     assert thorough_config(short).max_minutes == 0.5 and thorough_config(short).steps == 600
     assert thorough_config(short).skeleton_recall == 0.0
     assert not Settings.from_env({"CRACKAL_THOROUGH_WHEN_IDLE": "0"}).thorough_when_idle
+    assert s.promote is Promotion.IF_BETTER
+    assert Settings.from_env({"CRACKAL_PROMOTE": "never"}).promote is Promotion.NEVER
     with pytest.raises(ValueError, match="CRACKAL_FEATURES"):
         Settings.from_env({"CRACKAL_FEATURES": "clip"})
     # refused at start, not at the first model load or retrain
@@ -216,6 +219,8 @@ def test_settings_from_environment():
         ({"CRACKAL_ADAPT_STEPS": "6.5"}, "CRACKAL_ADAPT_STEPS must be an integer: '6.5'"),
         ({"CRACKAL_ADAPTATION": "slow"}, "CRACKAL_ADAPTATION must be auto, quick or thorough"),
         ({"CRACKAL_ADAPTATION": ""}, "CRACKAL_ADAPTATION must be"),
+        ({"CRACKAL_PROMOTE": "sometimes"}, "CRACKAL_PROMOTE must be always, if-better or never"),
+        ({"CRACKAL_PROMOTE": "IF-BETTER"}, "CRACKAL_PROMOTE must be"),
         ({"CRACKAL_THOROUGH_MINUTES": "0"}, "CRACKAL_THOROUGH_MINUTES must be > 0"),
         ({"CRACKAL_THOROUGH_MINUTES": "nan"}, "CRACKAL_THOROUGH_MINUTES must be > 0"),
         ({"CRACKAL_THOROUGH_MINUTES": "inf"}, "CRACKAL_THOROUGH_MINUTES must be > 0"),

@@ -4,7 +4,7 @@ base validation set as a guard (a tolerance, not a veto)."""
 import numpy as np
 import pytest
 
-from training.fit import Judged, _decide, allowed_loss, held_out_count
+from training.fit import Judged, Promotion, _decide, allowed_loss, held_out_count
 
 
 def judged(
@@ -22,45 +22,47 @@ def judged(
 
 
 def test_better_on_the_held_out_labels_within_the_guard_is_promoted():
-    promoted, reason = _decide("if-better", "v1", judged())
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", judged())
     assert promoted and "held out, 0.4000 vs v1's 0.3000" in reason
 
 
 def test_worse_on_the_held_out_labels_keeps_the_parent():
-    promoted, reason = _decide("if-better", "v1", judged(held=0.25))
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", judged(held=0.25))
     assert not promoted and reason.startswith("kept v1") and "margin" not in reason
 
 
 def test_a_loss_within_the_margin_on_one_image_is_promoted_and_said_so():
-    promoted, reason = _decide("if-better", "v1", judged(held=0.26, margin=0.05))
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", judged(held=0.26, margin=0.05))
     assert promoted and "lower by at most the margin 0.05" in reason
-    promoted, reason = _decide("if-better", "v1", judged(held=0.24, margin=0.05))
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", judged(held=0.24, margin=0.05))
     assert not promoted and "lower by more than the margin 0.05" in reason
 
 
 def test_the_margin_shrinks_with_the_square_root_of_the_held_out_images():
     four = judged(held=0.27, images=4, margin=0.05)  # 0.03 lower; 0.05 / 2 = 0.025 allowed
-    promoted, reason = _decide("if-better", "v1", four)
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", four)
     assert not promoted and "margin 0.025" in reason
-    assert _decide("if-better", "v1", judged(held=0.28, images=4, margin=0.05))[0]
+    assert _decide(Promotion.IF_BETTER, "v1", judged(held=0.28, images=4, margin=0.05))[0]
 
 
 @pytest.mark.parametrize("held, parent_held", [(0.70, 0.80), (0.20, 0.30)])
 def test_a_loss_of_exactly_the_margin_is_promoted(held, parent_held):
-    assert _decide("if-better", "v1", judged(held=held, parent_held=parent_held, margin=0.1))[0]
+    assert _decide(
+        Promotion.IF_BETTER, "v1", judged(held=held, parent_held=parent_held, margin=0.1)
+    )[0]
 
 
 def test_three_held_out_images_allow_the_rounded_margin_and_say_so():
     assert allowed_loss(0.1, 3) == 0.0577
-    promoted, reason = _decide("if-better", "v1", judged(held=0.30 - 0.05772, images=3,
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", judged(held=0.30 - 0.05772, images=3,
                                                          margin=0.1))  # fmt: skip
     assert not promoted and "by more than the margin 0.0577" in reason
-    assert _decide("if-better", "v1", judged(held=0.30 - 0.0577, images=3, margin=0.1))[0]
+    assert _decide(Promotion.IF_BETTER, "v1", judged(held=0.30 - 0.0577, images=3, margin=0.1))[0]
 
 
 @pytest.mark.parametrize("held, parent_held", [(float("nan"), 0.3), (0.4, float("nan"))])
 def test_a_held_out_score_that_is_not_a_number_keeps_the_parent(held, parent_held):
-    promoted, reason = _decide("if-better", "v1", judged(held=held, parent_held=parent_held,
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", judged(held=held, parent_held=parent_held,
                                                          margin=0.1))  # fmt: skip
     assert not promoted and "not a number" in reason
 
@@ -72,32 +74,32 @@ def test_a_margin_no_rule_can_use_is_refused(margin):
 
 
 def test_the_margin_does_not_lift_the_validation_guard():
-    promoted, reason = _decide("if-better", "v1", judged(val=0.60, held=0.29, margin=0.05))
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", judged(val=0.60, held=0.29, margin=0.05))
     assert not promoted and "fell by more than 0.03" in reason
 
 
 def test_a_collapse_on_the_base_validation_set_keeps_the_parent():
-    promoted, reason = _decide("if-better", "v1", judged(val=0.60))
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", judged(val=0.60))
     assert not promoted and "fell by more than 0.03" in reason
 
 
 def test_with_nothing_held_out_the_margin_does_not_loosen_the_guard():
     alone = judged(val=0.68, held=None, parent_held=None, images=0, margin=0.1)
-    assert not _decide("if-better", "v1", alone)[0]  # 0.04 below, guard 0.03
+    assert not _decide(Promotion.IF_BETTER, "v1", alone)[0]  # 0.04 below, guard 0.03
 
 
 def test_with_nothing_held_out_the_guard_decides():
     one = judged(held=None, parent_held=None, images=0)
-    assert _decide("if-better", "v1", one)[0]  # 0.70 is within 0.03 of 0.72
-    assert "nothing held out" in _decide("if-better", "v1", one)[1]
-    assert not _decide("if-better", "v1", judged(val=0.6, held=None, parent_held=None))[0]
+    assert _decide(Promotion.IF_BETTER, "v1", one)[0]  # 0.70 is within 0.03 of 0.72
+    assert "nothing held out" in _decide(Promotion.IF_BETTER, "v1", one)[1]
+    assert not _decide(Promotion.IF_BETTER, "v1", judged(val=0.6, held=None, parent_held=None))[0]
     strict = judged(held=None, parent_held=None, guard=0.0)  # crackal train --from: no loss
-    assert not _decide("if-better", "v1", strict)[0]
+    assert not _decide(Promotion.IF_BETTER, "v1", strict)[0]
 
 
 @pytest.mark.parametrize("policy, expected", [("always", True), ("never", False)])
 def test_always_and_never_ignore_the_scores(policy, expected):
-    assert _decide(policy, "v1", judged(held=0.0))[0] is expected
+    assert _decide(Promotion(policy), "v1", judged(held=0.0))[0] is expected
 
 
 @pytest.mark.parametrize("labels, held", [(0, 0), (1, 0), (2, 1), (3, 1), (8, 2), (40, 10)])

@@ -7,6 +7,7 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,23 @@ from training.registry import Registry
 from training.train import TrainConfig, TrainResult, train
 
 TOLERANCE_PX = 2.0  # DeepCrack's tolerance, reported beside the exact scores
+
+
+class Promotion(StrEnum):
+    """When a newly trained version becomes current: always, only when it passes the
+    judge (`if-better`), or never (registered only)."""
+
+    ALWAYS = "always"
+    IF_BETTER = "if-better"
+    NEVER = "never"
+
+    @classmethod
+    def parse(cls, value: str, name: str = "promote") -> Promotion:
+        """`value` as a policy; anything else is refused by `name`."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"{name} must be always, if-better or never, got {value!r}") from None
 
 
 @dataclass
@@ -78,7 +96,7 @@ def fit_version(
     encoder: str = DEFAULT_ENCODER,
     config: TrainConfig | None = None,
     added_items: Sequence[Loaded] = (),
-    promote: str = "always",
+    promote: Promotion | str = Promotion.ALWAYS,
     note: str = "",
     progress: bool = True,
     also_evaluate: dict[str, Sequence[Loaded]] | None = None,
@@ -115,8 +133,7 @@ def fit_version(
     `stop` is handed to `train`: when it gives the run up, nothing is registered
     (`TrainingStoppedError` propagates).
     """
-    if promote not in ("always", "if-better", "never"):
-        raise ValueError(f"promote must be always, if-better or never, got {promote!r}")
+    promote = Promotion.parse(promote)
     allowed_loss(margin, len(judge))  # a margin no rule can use fails before training
     parent_ods = parent_judged = None
     judge_seen = 0  # judge images the parent or an ancestor trained on
@@ -129,11 +146,11 @@ def fit_version(
         loaded = registry.load(parent)
         model, encoder, parent = loaded.model, loaded.encoder, loaded.version
         config = config or TrainConfig.adapt()
-        if promote == "if-better" and val_items:
+        if promote is Promotion.IF_BETTER and val_items:
             parent_ods = _stored_val_ods(loaded.meta, val_key)
             if parent_ods is None:
                 parent_ods = evaluate(model, encoder, val_items).scores.ods
-        if promote == "if-better" and judge:
+        if promote is Promotion.IF_BETTER and judge:
             seen = registry.trained_images(parent)
             judge_seen = sum(item.sha256 in seen for item in judge)
             parent_eval = evaluate(model, encoder, judge)
@@ -202,7 +219,7 @@ def fit_version(
         margin=margin,
     )
     promoted, reason = _decide(promote, parent, judged)
-    if promote == "if-better" and judge_seen:
+    if promote is Promotion.IF_BETTER and judge_seen:
         promoted = False
         reason = (
             f"not made current: {judge_seen} of its {len(judge)} held-out label(s) show "
@@ -253,10 +270,10 @@ def within_margin(loss: float, margin: float, images: int) -> bool:
     return loss <= allowed_loss(margin, images) + 1e-9
 
 
-def _decide(promote: str, parent: str | None, j: Judged) -> tuple[bool, str]:
-    if promote == "never":
+def _decide(promote: Promotion, parent: str | None, j: Judged) -> tuple[bool, str]:
+    if promote is Promotion.NEVER:
         return False, "registered only (promote=never)"
-    if promote == "always" or parent is None:
+    if promote is Promotion.ALWAYS or parent is None:
         return True, "trained" if parent is None else "adapted"
     val_ok = j.val is None or j.parent_val is None or j.val >= j.parent_val - j.guard
     val_text = (
