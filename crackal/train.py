@@ -61,12 +61,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--promote",
-        type=Promotion,
+        type=_promotion,
         choices=list(Promotion),
         default=Promotion.ALWAYS,
         help="make the new version current (default: always)",
     )
     p.set_defaults(run=run)
+
+
+def _promotion(value: str) -> Promotion:
+    """An argparse type: a promotion policy, refused with the policies' names."""
+    try:
+        return Promotion.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def config_from_args(args: argparse.Namespace, adapting: bool) -> TrainConfig:

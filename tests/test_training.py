@@ -10,12 +10,13 @@ import pytest
 import torch
 from scipy import ndimage
 
-from crackal.cli import main
+from crackal.cli import build_parser, main
+from crackal.train import config_from_args
 from selection.images import DatasetError
 from tests.conftest import TINY, cli
 from training.data import Loaded, find_samples, load, random_crop
 from training.evaluate import evaluate
-from training.fit import fit_version, validation_key
+from training.fit import Promotion, fit_version, validation_key
 from training.losses import skeleton_recall_loss, tubed_skeletons
 from training.model import DEFAULT_ENCODER, build_model
 from training.registry import Registry
@@ -157,6 +158,35 @@ def test_a_stop_callback_gives_a_run_up_between_steps(crack_data):
         build_model(), DEFAULT_ENCODER, items, (), config, progress=False, stop=lambda: False
     )
     assert result.steps == 3 and result.stopped is StopReason.STEPS
+
+
+def test_a_run_ends_by_its_patience_or_its_clock_and_says_which(crack_data):
+    items = load(find_samples(crack_data / "deepcrack" / "train")[:2])
+    # a crack-free validation image scores F 1 wherever no pixel is marked, so a model kept
+    # near its start (tiny rates) never betters its first evaluation
+    crack_free = load(find_samples(crack_data / "bsds500")[:1])
+    still = dict(lr_decoder=1e-9, lr_encoder=1e-9, batch_size=2, crop=64, warmup_steps=1)
+    config = TrainConfig(steps=50, eval_every=1, patience=2, **still)
+    result = train(build_model(), DEFAULT_ENCODER, items, crack_free, config, progress=False)
+    assert result.val_ods == 1.0 and [h["val_ods"] for h in result.history] == [1.0] * 3
+    assert result.stopped is StopReason.PATIENCE and result.steps == 3  # 2 evaluations, no gain
+    clock = TrainConfig(steps=1000, max_minutes=1e-4, **still)  # 6 ms: less than one step
+    result = train(build_model(), DEFAULT_ENCODER, items, (), clock, progress=False)
+    assert result.stopped is StopReason.TIME and result.steps == 1
+
+
+def test_train_command_passes_patience_and_refuses_an_unknown_promotion(tmp_path, capsys):
+    args = build_parser().parse_args(
+        ["train", "--train", "x", "--registry", "r", "--patience", "7", "--promote", "never"]
+    )
+    assert config_from_args(args, adapting=False).patience == 7
+    assert args.promote is Promotion.NEVER
+    with pytest.raises(SystemExit):
+        main(["train", "--train", "x", "--registry", str(tmp_path / "r"), "--promote", "maybe"])
+    assert "promote must be always, if-better or never, got 'maybe'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="promote must be"):  # before any training
+        fit_version(Registry(tmp_path / "r"), [], promote="sometimes")
+    assert Registry(tmp_path / "r").current() is None  # nothing registered
 
 
 def test_a_frozen_encoder_keeps_every_tensor_and_the_decoder_still_learns(crack_data):

@@ -10,7 +10,8 @@ candidates) and seed, one seeded ordering of the candidates is drawn and M_q tak
 q images from every S, so the choices are nested (M_1's image is among M_3's). `crackal
 adapt` fine-tunes for a fixed number of steps (no wall-clock stop, no early stop), so its
 results do not depend on the machine's load; without `config_for_seed`, `run_experiment`
-uses the quick preset, whose 3-minute budget can end a run and anneal it by the clock.
+uses `TrainConfig.adapt` with the paper's settings (`PAPER_RETRAIN`), whose 3-minute
+budget can end a run and anneal it by the clock.
 """
 
 from __future__ import annotations
