@@ -54,16 +54,16 @@ def test_a_loss_of_exactly_the_margin_is_promoted(held, parent_held):
 
 def test_three_held_out_images_allow_the_rounded_margin_and_say_so():
     assert allowed_loss(0.1, 3) == 0.0577
-    promoted, reason = _decide(Promotion.IF_BETTER, "v1", judged(held=0.30 - 0.05772, images=3,
-                                                         margin=0.1))  # fmt: skip
+    below = judged(held=0.30 - 0.05772, images=3, margin=0.1)
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", below)
     assert not promoted and "by more than the margin 0.0577" in reason
     assert _decide(Promotion.IF_BETTER, "v1", judged(held=0.30 - 0.0577, images=3, margin=0.1))[0]
 
 
 @pytest.mark.parametrize("held, parent_held", [(float("nan"), 0.3), (0.4, float("nan"))])
 def test_a_held_out_score_that_is_not_a_number_keeps_the_parent(held, parent_held):
-    promoted, reason = _decide(Promotion.IF_BETTER, "v1", judged(held=held, parent_held=parent_held,
-                                                         margin=0.1))  # fmt: skip
+    odd = judged(held=held, parent_held=parent_held, margin=0.1)
+    promoted, reason = _decide(Promotion.IF_BETTER, "v1", odd)
     assert not promoted and "not a number" in reason
 
 
