@@ -245,7 +245,7 @@ def last_trained(service: Service, project_id: int) -> dict[str, Any]:
 def retrain_project(
     service: Service,
     project_id: int,
-    promote: Promotion | str = Promotion.IF_BETTER,
+    promote: Promotion = Promotion.IF_BETTER,
     config: TrainConfig | None = None,
     min_changes: int = 0,
     rescore: Callable[[int], RescoreReport] | None = None,
@@ -289,7 +289,6 @@ def retrain_project(
     labels = load(find_samples(folder, set_name=f"project-{project_id}"))
     judge: list = []
     judged_before = set(before.get("held_out") or [])
-    promote = Promotion.parse(promote)
     if promote is Promotion.IF_BETTER:  # the newest labels test the candidate before training it
         labels.sort(key=lambda item: revisions.get(_task_of(item), ("", ""))[0])
         judge = judge_labels(labels, judged_before, _seen_by_serving(service, project_id))
@@ -370,7 +369,7 @@ def _adapt(
     labels: list,
     judge: list,
     config: TrainConfig,
-    promote: Promotion | str,
+    promote: Promotion,
     note: str,
     stop: Callable[[], bool] | None = None,
 ) -> tuple[FitOutcome, dict[str, Any] | None]:
@@ -438,7 +437,7 @@ def thorough_pass(
     service: Service,
     project_id: int,
     config: TrainConfig,
-    promote: Promotion | str = Promotion.IF_BETTER,
+    promote: Promotion = Promotion.IF_BETTER,
     rescore: Callable[[int], RescoreReport] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:

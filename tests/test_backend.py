@@ -691,9 +691,13 @@ def test_a_retrain_refits_the_threshold_without_predicting_its_labels_again(
     service = client.application.config["crackal.service"]
     items = load(find_samples(crack_data / "cfd")[:4])
     config = TrainConfig.adapt(steps=1, batch_size=2, crop=64)
-    outcome, threshold = retrain._adapt(service, 45, items[:3], items[3:], config, "always", "t")
+    outcome, threshold = retrain._adapt(
+        service, 45, items[:3], items[3:], config, Promotion.ALWAYS, "t"
+    )
     assert outcome.promoted and threshold["version"] == outcome.version and predicted == []
-    outcome, threshold = retrain._adapt(service, 45, items[:3], items[3:], config, "never", "t")
+    outcome, threshold = retrain._adapt(
+        service, 45, items[:3], items[3:], config, Promotion.NEVER, "t"
+    )
     assert not outcome.promoted and threshold["version"] == outcome.meta["parent"]
     assert predicted == [4]
 

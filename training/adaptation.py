@@ -28,7 +28,7 @@ from selection.scoring import SetScores, score_set
 from training.campaign import grouped_split
 from training.data import Loaded
 from training.evaluate import Evaluation, evaluate
-from training.fit import fit_version
+from training.fit import Promotion, fit_version
 from training.registry import Registry
 from training.train import TrainConfig
 
@@ -157,7 +157,7 @@ def run_experiment(
                         config_for_seed or (lambda k: TrainConfig.adapt(seed=k, **PAPER_RETRAIN))
                     )(seed),
                     added_items=added,
-                    promote="never",
+                    promote=Promotion.NEVER,
                     note=f"adapt experiment: {strategy}, seed {seed}, q={q}",
                 )
                 model = registry.load(outcome.version)
